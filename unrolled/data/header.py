@@ -100,9 +100,7 @@ def parse_ismrmrd_header(xml: bytes | str) -> HeaderInfo:
     maximum = int(query(*limits, "maximum")) + 1
     padding_left = enc[1] // 2 - center
     try:
-        num_coils: int | None = int(
-            query("acquisitionSystemInformation", "receiverChannels")
-        )
+        num_coils: int | None = int(query("acquisitionSystemInformation", "receiverChannels"))
     except ValueError:
         num_coils = None
     return HeaderInfo(enc, rec, padding_left, padding_left + maximum, num_coils)  # type: ignore[arg-type]

@@ -1,0 +1,188 @@
+"""The LightningModule: trains any reconstruction network on :class:`Sample` batches.
+
+The network, the loss and the optimizer / scheduler factories are injected;
+the hyperparameters live in their constructors (and in the resolved Hydra
+config stored in every checkpoint), not in this module.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import lightning as L
+import torch
+from torch import nn
+
+from unrolled.data.sample import Sample
+from unrolled.evaluation.metrics import ssim_map
+from unrolled.physics.coils import center_crop
+
+OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
+SchedulerFactory = Callable[..., torch.optim.lr_scheduler.LRScheduler]
+
+
+def reconstruct(net: nn.Module, batch: Sample, return_cascades: bool = False):
+    """Run ``net`` on a batch; returns ``(image cropped to the recon size (B, h, w), output)``."""
+    keys = [(f, int(s)) for f, s in zip(batch.fname, batch.slice_num, strict=True)]
+    out = net(
+        batch.kspace,
+        batch.mask,
+        batch.num_low_frequencies,
+        keys=keys,
+        return_cascades=return_cascades,
+    )
+    h, w = (int(v) for v in batch.crop_size[0])
+    return center_crop(out.image, (h, w)), out
+
+
+class VolumeMetricAccumulator:
+    """Accumulates per-slice statistics into fastMRI's volume-level metrics exactly.
+
+    PSNR and NMSE of a volume depend on sums of squares over its slices and
+    SSIM on the mean of per-slice SSIMs (data range = the volume maximum), so
+    slices may arrive in any order and from any batch.
+    """
+
+    def __init__(self) -> None:
+        self.stats: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0, 0.0, 0.0, 0.0])
+        self.seen: set[tuple[str, int]] = set()
+
+    def update(self, fname: str, slice_num: int, pred, target, max_value) -> None:
+        key = (fname, int(slice_num))
+        if key in self.seen:  # a padded duplicate (e.g. from a distributed sampler)
+            return
+        self.seen.add(key)
+        pred, target = pred.double(), target.double()
+        s = self.stats[fname]  # [sse, sum gt^2, pixels, ssim sum, slices, max]
+        s[0] += float((pred - target).pow(2).sum())
+        s[1] += float(target.pow(2).sum())
+        s[2] += target.numel()
+        s[3] += float(ssim_map(target[None], pred[None], torch.as_tensor(max_value)).mean())
+        s[4] += 1
+        s[5] = max(s[5], float(max_value))
+
+    def volumes(self) -> dict[str, dict[str, float]]:
+        """Per-volume ``{"psnr", "ssim", "nmse"}``."""
+        out = {}
+        for fname, (sse, sgt, n, ssim_sum, slices, maxval) in self.stats.items():
+            out[fname] = {
+                "psnr": 10 * math.log10(maxval**2 / max(sse / n, 1e-30)),
+                "ssim": ssim_sum / slices,
+                "nmse": sse / max(sgt, 1e-30),
+            }
+        return out
+
+    def merge(self, other: VolumeMetricAccumulator) -> None:
+        for fname, s in other.stats.items():
+            mine = self.stats[fname]
+            for i in range(5):
+                mine[i] += s[i]
+            mine[5] = max(mine[5], s[5])
+        self.seen |= other.seen
+
+
+def summarise(volumes: dict[str, dict[str, float]]) -> dict[str, float]:
+    """Mean of each metric over volumes."""
+    if not volumes:
+        return {}
+    keys = next(iter(volumes.values())).keys()
+    return {k: sum(v[k] for v in volumes.values()) / len(volumes) for k in keys}
+
+
+class ReconModule(L.LightningModule):
+    """Supervised training of a reconstruction network.
+
+    Args:
+        net: the network, called as ``net(kspace, mask, num_low_frequencies, keys=...,
+            return_cascades=...)`` and returning an object with ``.image`` ``(B, H, W)``.
+        loss: ``loss(pred, target, max_value) -> scalar`` on cropped magnitude images.
+        optimizer: factory ``params -> Optimizer`` (a Hydra ``_partial_``).
+        scheduler: factory ``(optimizer, total_steps) -> LRScheduler`` stepped
+            every step, or ``None``.
+        config: the resolved run configuration, stored in every checkpoint.
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        loss: nn.Module,
+        optimizer: OptimizerFactory,
+        scheduler: SchedulerFactory | None = None,
+        config: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        self.net = net
+        self.loss = loss
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.config = config or {}
+        self._metrics: dict[str, VolumeMetricAccumulator] = {}
+
+    def forward(self, batch: Sample, return_cascades: bool = False):
+        return reconstruct(self.net, batch, return_cascades)
+
+    def training_step(self, batch: Sample, batch_idx: int) -> torch.Tensor:
+        if not batch.has_target:
+            raise ValueError("supervised training needs fully sampled targets")
+        pred, _ = self(batch)
+        loss = self.loss(pred, batch.target, batch.max_value)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"non-finite training loss {float(loss)} at step {self.global_step} "
+                f"(files {sorted(set(batch.fname))}); the last good checkpoint is kept"
+            )
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(batch.fname))
+        return loss
+
+    def _eval_step(self, batch: Sample, stage: str) -> None:
+        pred, _ = self(batch)
+        if not batch.has_target:
+            return
+        loss = self.loss(pred, batch.target, batch.max_value)
+        self.log(f"{stage}/loss", loss, batch_size=len(batch.fname), sync_dist=True)
+        acc = self._metrics.setdefault(stage, VolumeMetricAccumulator())
+        for i, fname in enumerate(batch.fname):
+            acc.update(fname, batch.slice_num[i], pred[i], batch.target[i], batch.max_value[i])
+
+    def validation_step(self, batch: Sample, batch_idx: int) -> None:
+        self._eval_step(batch, "val")
+
+    def test_step(self, batch: Sample, batch_idx: int) -> None:
+        self._eval_step(batch, "test")
+
+    def _eval_epoch_end(self, stage: str) -> None:
+        acc = self._metrics.pop(stage, VolumeMetricAccumulator())
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            gathered: list = [None] * torch.distributed.get_world_size()
+            torch.distributed.all_gather_object(gathered, dict(acc.stats))
+            merged = VolumeMetricAccumulator()
+            for stats in gathered:
+                other = VolumeMetricAccumulator()
+                other.stats.update(stats)
+                merged.merge(other)
+            acc = merged
+        self.volume_metrics = getattr(self, "volume_metrics", {})
+        self.volume_metrics[stage] = acc.volumes()
+        for name, value in summarise(acc.volumes()).items():
+            # Identical on every rank after the gather: no further reduction needed.
+            self.log(f"{stage}/{name}", value, prog_bar=(name == "ssim"), rank_zero_only=False)
+
+    def on_validation_epoch_end(self) -> None:
+        self._eval_epoch_end("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._eval_epoch_end("test")
+
+    def configure_optimizers(self):
+        opt = self.optimizer_factory([p for p in self.parameters() if p.requires_grad])
+        if self.scheduler_factory is None:
+            return opt
+        total = int(self.trainer.estimated_stepping_batches)
+        sched = self.scheduler_factory(opt, total_steps=total)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["unrolled_config"] = self.config
