@@ -67,8 +67,12 @@ def build_ismrmrd_header(
     </reconSpace>
     <trajectory>cartesian</trajectory>
     <encodingLimits>
-      <kspace_encoding_step_1><minimum>0</minimum><maximum>{ey - 1}</maximum><center>{ey // 2}</center></kspace_encoding_step_1>
-      <kspace_encoding_step_2><minimum>0</minimum><maximum>0</maximum><center>0</center></kspace_encoding_step_2>
+      <kspace_encoding_step_1>
+        <minimum>0</minimum><maximum>{ey - 1}</maximum><center>{ey // 2}</center>
+      </kspace_encoding_step_1>
+      <kspace_encoding_step_2>
+        <minimum>0</minimum><maximum>0</maximum><center>0</center>
+      </kspace_encoding_step_2>
       <slice><minimum>0</minimum><maximum>0</maximum><center>0</center></slice>
     </encodingLimits>
   </encoding>

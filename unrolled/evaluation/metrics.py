@@ -26,7 +26,7 @@ def nmse(gt: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
 
 
 def psnr(gt: torch.Tensor, pred: torch.Tensor, maxval: float | torch.Tensor | None = None):
-    """Peak signal-to-noise ratio in dB over the volume, data range ``maxval`` (default ``gt.max()``)."""
+    """PSNR in dB over the volume, data range ``maxval`` (default ``gt.max()``)."""
     gt, pred = gt.double(), pred.double()
     maxval = gt.max() if maxval is None else torch.as_tensor(maxval, dtype=torch.float64)
     mse = (gt - pred).pow(2).mean()
