@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from unrolled.evaluation.metrics import nmse, psnr, ssim, volume_metrics
-from unrolled.training.module import VolumeMetricAccumulator
+from unrolled.evaluation.runner import VolumeMetricAccumulator
 
 
 def _volumes(seed, shape=(5, 40, 33)):

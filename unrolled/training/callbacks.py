@@ -1,0 +1,98 @@
+"""Callbacks: image grids of reconstructions, to W&B and as PNGs in the run directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+import torch
+
+from unrolled.physics.coils import center_crop, rss
+from unrolled.physics.fft import ifft2c
+
+
+def save_image_grid(rows: list[dict[str, torch.Tensor]], path: Path, title: str = "") -> Path:
+    """Write a grid, one row per slice, columns named by the dict keys, as a PNG.
+
+    Images share the gray scale of their row's target; columns whose name
+    starts with ``error`` show the absolute error magnified 5x (magma).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ncols = max(len(r) for r in rows)
+    fig, axes = plt.subplots(
+        len(rows), ncols, figsize=(2.2 * ncols, 2.3 * len(rows)), squeeze=False
+    )
+    for i, row in enumerate(rows):
+        vmax = float(row.get("target", next(iter(row.values()))).max())
+        for j, (name, img) in enumerate(row.items()):
+            ax = axes[i, j]
+            img = img.detach().float().cpu().numpy()
+            if name.startswith("error"):
+                ax.imshow(img, cmap="magma", vmin=0, vmax=vmax / 5)  # errors x5
+            else:
+                ax.imshow(img, cmap="gray", vmin=0, vmax=vmax)
+            ax.set_title(name, fontsize=8)
+            ax.axis("off")
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(path)
+    return path
+
+
+class ImageLogger(L.Callback):
+    """Logs target, zero-filled, reconstruction, error map and selected cascades.
+
+    On the first validation batch every ``every_n_epochs`` epochs, writes
+    ``figures/val_epoch{E:03d}.png`` under the trainer's log directory (or
+    ``default_root_dir``) and logs it to W&B when a ``WandbLogger`` is attached.
+
+    Args:
+        num_images: slices of the first validation batch to show.
+        every_n_epochs: how often.
+        cascades: indices of cascades whose outputs to show (negative ones
+            count from the end).
+    """
+
+    def __init__(
+        self, num_images: int = 2, every_n_epochs: int = 1, cascades: list[int] | None = None
+    ) -> None:
+        self.num_images = num_images
+        self.every_n_epochs = every_n_epochs
+        self.cascades = list(cascades) if cascades is not None else [0]
+        self.last_path: Path | None = None
+
+    def on_validation_batch_end(
+        self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0
+    ):
+        if batch_idx != 0 or trainer.sanity_checking or not trainer.is_global_zero:
+            return
+        if trainer.current_epoch % self.every_n_epochs != 0 or not batch.has_target:
+            return
+        with torch.no_grad():
+            pred, out = pl_module(batch, return_cascades=True)
+        crop = tuple(int(v) for v in batch.crop_size[0])
+        zf = center_crop(rss(ifft2c(batch.kspace), dim=1), crop)
+        rows = []
+        for i in range(min(self.num_images, len(batch.fname))):
+            row = {"target": batch.target[i], "zero-filled": zf[i], "unrolled": pred[i]}
+            row["error (x5)"] = (pred[i] - batch.target[i]).abs()
+            for c in self.cascades:
+                if -len(out.cascades) <= c < len(out.cascades):
+                    idx = c % len(out.cascades)
+                    row[f"cascade {idx + 1}"] = center_crop(out.cascades[idx][i], crop)
+            rows.append(row)
+        root = Path(trainer.log_dir or trainer.default_root_dir)
+        path = root / "figures" / f"val_epoch{trainer.current_epoch:03d}.png"
+        self.last_path = save_image_grid(rows, path, f"epoch {trainer.current_epoch}")
+        for logger in trainer.loggers:
+            if type(logger).__name__ == "WandbLogger":
+                logger.log_image(key="val/images", images=[str(path)], step=trainer.global_step)
