@@ -1,0 +1,92 @@
+"""Every config in conf/ composes, and every group option instantiates."""
+
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
+from omegaconf import open_dict
+
+from unrolled.cli.common import CONFIG_DIR
+
+CONF = Path(CONFIG_DIR)
+
+
+def _options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+
+
+def _compose(overrides=(), name="train", tmp_path=None):
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONF)):
+        cfg = compose(config_name=name, overrides=list(overrides), return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        cfg.paths.root_dir = str(tmp_path or ".")
+        cfg.paths.output_dir = str(tmp_path or ".")
+        del cfg.hydra
+    return cfg
+
+
+@pytest.mark.parametrize("experiment", _options("experiment"))
+def test_experiments_compose_and_instantiate(experiment, tmp_path):
+    cfg = _compose([f"experiment={experiment}"], tmp_path=tmp_path)
+    net = instantiate(cfg.model)
+    assert net.num_cascades == cfg.model.num_cascades
+    mask = instantiate(cfg.mask)
+    assert callable(mask)
+    instantiate(cfg.loss)
+    instantiate(cfg.optimizer)(net.parameters())
+    for c in cfg.callbacks.values():
+        instantiate(c)
+    for name, b in cfg.baselines.items():
+        assert instantiate(b) is not None, name
+
+
+@pytest.mark.parametrize(
+    "group", ["mask", "model/denoiser", "model/dc", "model/sens", "loss", "optimizer", "scheduler"]
+)
+def test_every_group_option_instantiates(group, tmp_path):
+    import torch
+
+    for option in _options(group):
+        cfg = _compose([f"{group}={option}"], tmp_path=tmp_path)
+        node = cfg
+        for part in group.split("/"):
+            node = node[part]
+        obj = instantiate(node)
+        if group == "optimizer":
+            obj([torch.zeros(1, requires_grad=True)])
+        elif group == "scheduler":
+            opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+            obj(opt, total_steps=10)
+        elif group == "model/denoiser":
+            net = instantiate(cfg.model)
+            assert type(net.denoisers[0].cnn).__name__ == node.cnn._target_.rsplit(".", 1)[1]
+
+
+@pytest.mark.parametrize("option", ["cpu", "gpu", "ddp"])
+def test_trainer_and_logger_configs_compose(option, tmp_path):
+    cfg = _compose([f"trainer={option}", "logger=csv"], tmp_path=tmp_path)
+    assert cfg.trainer._target_ == "lightning.Trainer"
+    if option == "cpu":
+        trainer = instantiate(cfg.trainer, logger=[instantiate(cfg.logger.csv)])
+        assert trainer.max_epochs == cfg.trainer.max_epochs
+
+
+def test_command_line_style_overrides(tmp_path):
+    cfg = _compose(
+        ["model.num_cascades=8", "model/dc=cg", "mask.accelerations=[8]", "trainer.max_epochs=5"],
+        tmp_path=tmp_path,
+    )
+    net = instantiate(cfg.model)
+    assert net.num_cascades == 8 and type(net.dcs[0]).__name__ == "ProximalDC"
+    assert list(instantiate(cfg.mask).accelerations) == [8]
+    assert cfg.trainer.max_epochs == 5
+
+
+def test_wandb_logger_is_offline_by_default(tmp_path):
+    cfg = _compose([], tmp_path=tmp_path)
+    assert cfg.logger.wandb.offline is True

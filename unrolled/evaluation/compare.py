@@ -1,0 +1,120 @@
+"""Compare reconstruction methods on a split: tune, score, tabulate, picture."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from unrolled.data.sample import Sample
+from unrolled.evaluation.runner import evaluate_method, reconstruct, summarise
+
+METRICS = ("psnr", "ssim", "nmse")
+
+
+def tune_parameter(
+    make_method: Callable[[float], nn.Module],
+    values: Sequence[float],
+    batches: Callable[[], Iterable[Sample]],
+    metric: str = "ssim",
+    device: str | torch.device = "cpu",
+) -> tuple[float, dict[float, float]]:
+    """Grid search: the value of ``values`` whose method scores best on ``batches``.
+
+    Args:
+        make_method: builds the method for one parameter value.
+        values: the grid.
+        batches: a callable returning a fresh iterable of batches (the validation split).
+        metric: volume-averaged metric to maximise (NMSE is minimised).
+
+    Returns:
+        ``(best value, {value: score})``.
+    """
+    scores = {}
+    for v in values:
+        scores[v] = summarise(evaluate_method(make_method(v), batches(), device))[metric]
+    pick = min if metric == "nmse" else max
+    best = pick(scores, key=scores.__getitem__)
+    return best, scores
+
+
+def write_metrics_json(results: dict[str, dict[str, float]], path: Path) -> Path:
+    """Write ``{"method": {"psnr", "ssim", "nmse"}}`` atomically."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(results, indent=2) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def format_table(results: dict[str, dict[str, float]], title: str = "") -> str:
+    """A markdown table of the metrics, one row per method."""
+    lines = [f"**{title}**", ""] if title else []
+    lines += ["| method | PSNR (dB) | SSIM | NMSE |", "|---|---:|---:|---:|"]
+    for name, m in results.items():
+        lines.append(f"| {name} | {m['psnr']:.2f} | {m['ssim']:.4f} | {m['nmse']:.4f} |")
+    return "\n".join(lines)
+
+
+def print_table(results: dict[str, dict[str, float]], title: str) -> None:
+    """Print the metrics as a rich table."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    table.add_column("method")
+    for col in ("PSNR (dB)", "SSIM", "NMSE"):
+        table.add_column(col, justify="right")
+    for name, m in results.items():
+        table.add_row(name, f"{m['psnr']:.2f}", f"{m['ssim']:.4f}", f"{m['nmse']:.4f}")
+    Console().print(table)
+
+
+@torch.no_grad()
+def save_comparison_figure(
+    methods: dict[str, nn.Module],
+    batch: Sample,
+    path: Path,
+    index: int = 0,
+    device: str | torch.device = "cpu",
+) -> Path:
+    """One slice reconstructed by every method, with error maps (x5) below, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from unrolled.evaluation.metrics import psnr, ssim
+
+    batch = batch.to(device)
+    target = batch.target[index].cpu()
+    maxval = float(batch.max_value[index])
+    images = {}
+    for name, method in methods.items():
+        pred, _ = reconstruct(method.to(device).eval(), batch)
+        images[name] = pred[index].cpu()
+    n = len(images) + 1
+    fig, axes = plt.subplots(2, n, figsize=(2.6 * n, 5.4), squeeze=False)
+    vmax = float(target.max())
+    axes[0, 0].imshow(target.numpy(), cmap="gray", vmin=0, vmax=vmax)
+    axes[0, 0].set_title("reference", fontsize=9)
+    for j, (name, img) in enumerate(images.items(), start=1):
+        s = float(ssim(target, img, maxval))
+        p = float(psnr(target, img, maxval))
+        axes[0, j].imshow(img.numpy(), cmap="gray", vmin=0, vmax=vmax)
+        axes[0, j].set_title(f"{name}\n{p:.2f} dB, SSIM {s:.3f}", fontsize=8)
+        axes[1, j].imshow((img - target).abs().numpy(), cmap="magma", vmin=0, vmax=vmax / 5)
+        axes[1, j].set_title("|error| x5", fontsize=8)
+    for ax in axes.flat:
+        ax.axis("off")
+    fig.suptitle(f"{batch.fname[index]} slice {int(batch.slice_num[index])}", fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.stem + ".tmp.png")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path
