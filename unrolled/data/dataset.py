@@ -108,6 +108,7 @@ class SliceDataset(Dataset):
             wanted = {num_coils} if isinstance(num_coils, int) else set(num_coils)
             volumes = [v for v in volumes if v.num_coils in wanted]
 
+        self.seed = seed
         rng = random.Random(seed)
         if volume_sample_rate is not None:
             names = sorted(v.fname for v in volumes)
@@ -135,10 +136,17 @@ class SliceDataset(Dataset):
     def __len__(self) -> int:
         return len(self._examples)
 
-    def __getitem__(self, i: int) -> Any:
+    def __getitem__(self, key: int | tuple[int, int]) -> Any:
+        """Item ``i``; a key ``(i, epoch)`` (from ``ShapeBucketSampler(with_epoch=True)``)
+        also passes the mask seed ``(seed, epoch, i)`` to the transform."""
+        i, epoch = (key, None) if isinstance(key, int) else key
         vol, slice_num = self.example(i)
         raw = read_slice(vol.path, slice_num, recon_key=self.recon_key)
-        return raw if self.transform is None else self.transform(raw)
+        if self.transform is None:
+            return raw
+        if epoch is None:
+            return self.transform(raw)
+        return self.transform(raw, seed=(self.seed, int(epoch), int(i)))
 
     def example(self, i: int) -> tuple[VolumeInfo, int]:
         """The volume and slice index of item ``i``."""
@@ -194,6 +202,9 @@ class ShapeBucketSampler(Sampler[list[int]]):
         num_replicas: number of distributed processes sharing the data.
         rank: this process's index; it gets every ``num_replicas``-th batch
             (batches are repeated so that every rank gets as many).
+        with_epoch: yield ``(index, epoch)`` keys instead of indices, so the
+            data set can seed random masks by epoch (reproducible across
+            workers and resumed runs).
     """
 
     def __init__(
@@ -205,7 +216,9 @@ class ShapeBucketSampler(Sampler[list[int]]):
         drop_last: bool = False,
         num_replicas: int = 1,
         rank: int = 0,
+        with_epoch: bool = False,
     ) -> None:
+        self.with_epoch = with_epoch
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         if not 0 <= rank < num_replicas:
@@ -249,7 +262,8 @@ class ShapeBucketSampler(Sampler[list[int]]):
         total = len(self) * self.num_replicas
         while batches and len(batches) < total:  # equal share per rank
             batches.extend(batches[: total - len(batches)])
-        yield from batches[self.rank : total : self.num_replicas]
+        for batch in batches[self.rank : total : self.num_replicas]:
+            yield [(i, self.epoch) for i in batch] if self.with_epoch else batch
 
 
 def _list_files(root: Path) -> list[Path]:

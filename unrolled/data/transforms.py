@@ -96,11 +96,14 @@ class UnrolledTransform:
     def __repr__(self) -> str:
         return f"UnrolledTransform(mask_func={self.mask_func!r}, use_seed={self.use_seed})"
 
-    def __call__(self, raw: RawSlice) -> Sample:
+    def __call__(self, raw: RawSlice, seed: int | tuple[int, ...] | None = None) -> Sample:
         """Mask one slice.
 
         Args:
             raw: a slice from :func:`unrolled.data.fastmri_io.read_slice`.
+            seed: explicit mask seed (overrides ``use_seed``); the training
+                data module passes ``(seed, epoch, index)`` so that masks are
+                random yet reproducible across workers and resumed runs.
 
         Returns:
             A single-slice :class:`Sample`: ``kspace`` ``(C, H, W)`` complex64
@@ -116,7 +119,7 @@ class UnrolledTransform:
             )
         _, height, width = kspace.shape
         attrs = raw.attrs
-        mask, num_low = self._mask(raw, height, width)  # (1, W) or (H, W)
+        mask, num_low = self._mask(raw, height, width, seed)  # (1, W) or (H, W)
         mask = zero_padding(mask, attrs.get("padding_left", 0), attrs.get("padding_right", width))
         if num_low is None:  # stored or all-ones mask: count the centre run
             num_low = int(attrs.get("num_low_frequency", center_run_length(mask.amax(dim=0))))
@@ -141,13 +144,16 @@ class UnrolledTransform:
             fname=raw.fname,
         )
 
-    def _mask(self, raw: RawSlice, height: int, width: int) -> tuple[torch.Tensor, int | None]:
+    def _mask(
+        self, raw: RawSlice, height: int, width: int, seed: int | tuple[int, ...] | None = None
+    ) -> tuple[torch.Tensor, int | None]:
         """The mask before padding, ``(1, W)`` or ``(H, W)``, and its centre width."""
         if raw.mask is not None:
             return raw.mask.to(torch.float32).reshape(1, width), None
         if self.mask_func is None:
             return torch.ones(1, width, dtype=torch.float32), None
-        seed = tuple(map(ord, raw.fname)) if self.use_seed else None
+        if seed is None and self.use_seed:
+            seed = tuple(map(ord, raw.fname))
         mask, num_low = self.mask_func(tuple(raw.kspace.shape), None, seed)
         return _as_mask(mask, height, width), int(num_low)
 

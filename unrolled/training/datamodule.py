@@ -6,8 +6,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import lightning as L
-import numpy as np
-import torch
 from torch.utils.data import DataLoader
 
 from unrolled.data.dataset import ShapeBucketSampler, SliceDataset
@@ -15,26 +13,13 @@ from unrolled.data.sample import collate_samples
 from unrolled.data.transforms import UnrolledTransform
 
 
-def seed_worker_masks(worker_id: int) -> None:
-    """Give each data-loading worker its own mask random state.
-
-    Forked workers inherit one copy of the mask function's generator and
-    would draw identical masks; reseed it from the worker's torch seed, which
-    is distinct per worker and epoch and follows ``seed_everything``.
-    """
-    info = torch.utils.data.get_worker_info()
-    mask_func = getattr(getattr(info.dataset, "transform", None), "mask_func", None)
-    rng = getattr(mask_func, "rng", None)
-    if isinstance(rng, np.random.RandomState):
-        rng.seed(torch.initial_seed() % 2**32)
-
-
 class ReconDataModule(L.LightningDataModule):
     """Slices of fastMRI files, batched by k-space shape.
 
-    Training masks are drawn afresh for every slice and epoch; validation and
-    test masks are seeded by file name (fastMRI's convention), so every
-    evaluation sees the same undersampling.
+    Training masks are drawn afresh for every slice and epoch, seeded by
+    ``(seed, epoch, index)`` so runs repeat exactly (across data-loading
+    workers and after resuming); validation and test masks are seeded by file
+    name (fastMRI's convention), so every evaluation sees the same undersampling.
 
     Args:
         root: folder holding the split folders.
@@ -124,6 +109,7 @@ class ReconDataModule(L.LightningDataModule):
             seed=self.seed,
             num_replicas=replicas,
             rank=rank,
+            with_epoch=stage == "train",
         )
         return DataLoader(
             ds,
@@ -132,7 +118,6 @@ class ReconDataModule(L.LightningDataModule):
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
             persistent_workers=self.num_workers > 0,
-            worker_init_fn=seed_worker_masks if self.num_workers > 0 else None,
         )
 
     def train_dataloader(self) -> DataLoader:

@@ -1,0 +1,43 @@
+"""Shared fixtures: a tiny embedded data set in fastMRI's layout, and the team's real data."""
+
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+REAL_BRAIN = SHARED / "data" / "brain_t2_4coil" / "img_brain_4ch.mat"
+
+
+@pytest.fixture(scope="session")
+def tiny_root(tmp_path_factory) -> Path:
+    """4 volumes (train 2 / val 1 / test 1) x 2 slices, 4 coils, 64 x 64 k-space."""
+    from unrolled.data.synth import generate_dataset
+
+    root = tmp_path_factory.mktemp("embedded_tiny")
+    generate_dataset(
+        root,
+        num_volumes=4,
+        slices_per_volume=2,
+        num_coils=4,
+        height=64,
+        width=64,
+        split=(2, 1, 1),
+        seed=3,
+        progress=False,
+    )
+    return root
+
+
+@pytest.fixture
+def real_brain_images():
+    """The real 4-coil brain slice, complex coil images (4, 256, 256), max |x| = 1."""
+    if not REAL_BRAIN.is_file():
+        pytest.skip("../shared/data/brain_t2_4coil not present (team-only real data)")
+    import numpy as np
+    import scipy.io
+    import torch
+
+    img = scipy.io.loadmat(REAL_BRAIN)["img"].transpose(2, 0, 1)  # (C, H, W)
+    img = img / np.abs(img).max()
+    return torch.from_numpy(img.astype(np.complex64))
