@@ -1,4 +1,4 @@
-"""Training end to end on a tiny embedded data set: every DC variant, learning, determinism, resume."""
+"""Training end to end on a tiny embedded data set: DC variants, learning, determinism, resume."""
 
 import math
 
