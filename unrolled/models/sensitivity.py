@@ -68,7 +68,11 @@ class EspiritSensitivity(nn.Module):
     Args:
         kernel_size: ESPIRiT kernel width.
         threshold: singular-value threshold relative to the largest.
-        crop: eigenvalue threshold that bounds the support.
+        crop: eigenvalue threshold that bounds the support. The default 0 keeps
+            unit-norm maps everywhere (BART's ``ecalib -c0``): measured on the
+            embedded validation split, cropping at 0.95 cut into the head and
+            zeroed the noisy background that RSS references keep, dropping
+            CG-SENSE from SSIM 0.68 to 0.49.
         cache_size: number of slices whose maps are kept in memory (0: none).
     """
 
