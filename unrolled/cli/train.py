@@ -109,8 +109,10 @@ def compare_with_baselines(cfg, datamodule, module, output_dir: Path):
             volumes = evaluate_method(method, datamodule.test_dataloader(), device)
         results[name] = summarise(volumes)
     write_metrics_json(results, output_dir / "metrics.json")
-    batch = next(iter(datamodule.test_dataloader()))
-    save_comparison_figure(methods, batch, output_dir / "figures" / "test_comparison.png", device=device)
+    batches = list(datamodule.test_dataloader())
+    batch = batches[len(batches) // 2]  # a slice from mid-volume rather than the skull base
+    figure = output_dir / "figures" / "test_comparison.png"
+    save_comparison_figure(methods, batch, figure, device=device)
     print_table(results, f"Test split ({len(volumes)} volumes) - run directory {output_dir}")
     return results
 
