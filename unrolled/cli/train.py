@@ -39,9 +39,9 @@ def _resolve_ckpt(ckpt_path: str | None, output_dir: Path) -> str | None:
     return str(last) if last.is_file() else None
 
 
-def build(cfg: DictConfig):
-    """Instantiate the data module, Lightning module and trainer of a config."""
-    datamodule = instantiate(cfg.data)
+def build(cfg: DictConfig, datamodule=None):
+    """Instantiate the data module (unless given), Lightning module and trainer of a config."""
+    datamodule = datamodule if datamodule is not None else instantiate(cfg.data)
     module = ReconModule(
         net=instantiate(cfg.model),
         loss=instantiate(cfg.loss),
@@ -68,7 +68,9 @@ def run(cfg: DictConfig) -> tuple[dict[str, dict[str, float]], float | None]:
         from unrolled.data.synth import ensure_dataset
 
         ensure_dataset(cfg.data.root, **OmegaConf.to_container(cfg.synth, resolve=True))
-    datamodule, module, trainer = build(cfg)
+    datamodule = instantiate(cfg.data)
+    datamodule.check()  # bad input fails here, before loggers and checkpoints exist
+    datamodule, module, trainer = build(cfg, datamodule)
     trainer.fit(module, datamodule=datamodule, ckpt_path=_resolve_ckpt(cfg.ckpt_path, output_dir))
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     trainer.test(module, datamodule=datamodule, ckpt_path=best or None, verbose=False)

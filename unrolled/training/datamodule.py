@@ -97,6 +97,15 @@ class ReconDataModule(L.LightningDataModule):
             seed=self.seed,
         )
 
+    def check(self, stages=("train", "val", "test")) -> None:
+        """Scan the splits now, so bad files fail before any training starts.
+
+        Raises:
+            DataError: a split is missing, empty, or holds an unreadable file.
+        """
+        for stage in stages:
+            self.dataset(stage)
+
     def _loader(self, stage: str) -> DataLoader:
         ds = self.dataset(stage)
         trainer = getattr(self, "trainer", None)
