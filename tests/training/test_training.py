@@ -51,6 +51,23 @@ def test_fast_dev_run_each_dc(tiny_root, tmp_path, dc):
     assert math.isfinite(float(trainer.callback_metrics["train/loss"]))
 
 
+def test_bf16_mixed_precision_keeps_physics_in_float32(tiny_root, tmp_path):
+    cfg = _cfg(
+        tiny_root,
+        tmp_path,
+        "model/dc=cg",
+        "trainer.precision=bf16-mixed",
+        "trainer.fast_dev_run=true",
+    )
+    dm, module, trainer = build(cfg)
+    trainer.fit(module, datamodule=dm)
+    assert math.isfinite(float(trainer.callback_metrics["train/loss"]))
+    batch = next(iter(dm.val_dataloader()))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = module.net(batch.kspace, batch.mask, batch.num_low_frequencies)
+    assert out.kspace.dtype == torch.complex64 and out.image.dtype == torch.float32
+
+
 @pytest.mark.parametrize(
     "dc,sens", [("cg", "learned"), ("gradient", "learned"), ("hard", "espirit")]
 )
