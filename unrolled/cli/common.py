@@ -59,3 +59,10 @@ def load_network(checkpoint: str | Path, map_location: str = "cpu") -> tuple[tor
     state = {k[4:]: v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}
     net.load_state_dict(state)
     return net.eval(), config
+
+
+def load_checkpoint_network(checkpoint: str | Path, map_location: str = "cpu") -> torch.nn.Module:
+    """The network of a checkpoint alone (the Hydra target of ``method=unrolled``)."""
+    if checkpoint is None:
+        raise FileNotFoundError("no checkpoint given: pass checkpoint=PATH/TO/best.ckpt")
+    return load_network(checkpoint, map_location)[0]
