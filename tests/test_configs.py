@@ -3,13 +3,10 @@
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
-from omegaconf import open_dict
 
 from unrolled.cli.common import CONFIG_DIR
+from unrolled.cli.compose import compose_config
 
 CONF = Path(CONFIG_DIR)
 
@@ -19,15 +16,7 @@ def _options(group: str) -> list[str]:
 
 
 def _compose(overrides=(), name="train", tmp_path=None):
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(version_base="1.3", config_dir=str(CONF)):
-        cfg = compose(config_name=name, overrides=list(overrides), return_hydra_config=True)
-    HydraConfig.instance().set_config(cfg)
-    with open_dict(cfg):
-        cfg.paths.root_dir = str(tmp_path or ".")
-        cfg.paths.output_dir = str(tmp_path or ".")
-        del cfg.hydra
-    return cfg
+    return compose_config(name, overrides, output_dir=tmp_path or ".")
 
 
 @pytest.mark.parametrize("experiment", _options("experiment"))

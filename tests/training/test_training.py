@@ -5,12 +5,10 @@ import math
 import lightning as L
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
 from omegaconf import open_dict
 
-from unrolled.cli.common import CONFIG_DIR, load_network
+from unrolled.cli.common import load_network
+from unrolled.cli.compose import compose_config
 from unrolled.cli.train import build
 
 SMALL = [
@@ -30,16 +28,7 @@ SMALL = [
 
 
 def _cfg(root, out, *overrides):
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(version_base="1.3", config_dir=CONFIG_DIR):
-        cfg = compose("train", [*SMALL, *overrides], return_hydra_config=True)
-    HydraConfig.instance().set_config(cfg)
-    with open_dict(cfg):
-        cfg.paths.root_dir = str(out)
-        cfg.paths.output_dir = str(out)
-        cfg.data.root = str(root)
-        del cfg.hydra
-    return cfg
+    return compose_config("train", [*SMALL, f"data.root={root}", *overrides], output_dir=out)
 
 
 @pytest.mark.parametrize("dc", ["hard", "cg", "gradient"])

@@ -82,10 +82,7 @@ def save_comparison_figure(
     device: str | torch.device = "cpu",
 ) -> Path:
     """One slice reconstructed by every method, with error maps (x5) below, as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: leaves the user's backend alone
 
     from unrolled.evaluation.metrics import psnr, ssim
 
@@ -97,7 +94,8 @@ def save_comparison_figure(
         pred, _ = reconstruct(method.to(device).eval(), batch)
         images[name] = pred[index].cpu()
     n = len(images) + 1
-    fig, axes = plt.subplots(2, n, figsize=(2.6 * n, 5.4), squeeze=False)
+    fig = Figure(figsize=(2.6 * n, 5.4))
+    axes = fig.subplots(2, n, squeeze=False)
     vmax = float(target.max())
     axes[0, 0].imshow(target.numpy(), cmap="gray", vmin=0, vmax=vmax)
     axes[0, 0].set_title("reference", fontsize=9)
@@ -115,6 +113,5 @@ def save_comparison_figure(
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.stem + ".tmp.png")
     fig.savefig(tmp, dpi=120)
-    plt.close(fig)
     os.replace(tmp, path)
     return path

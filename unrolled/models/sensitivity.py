@@ -80,7 +80,7 @@ class EspiritSensitivity(nn.Module):
         self,
         kernel_size: int = 6,
         threshold: float = 0.02,
-        crop: float = 0.95,
+        crop: float = 0.0,
         cache_size: int = 4096,
     ) -> None:
         super().__init__()

@@ -17,15 +17,11 @@ def save_image_grid(rows: list[dict[str, torch.Tensor]], path: Path, title: str 
     Images share the gray scale of their row's target; columns whose name
     starts with ``error`` show the absolute error magnified 5x (magma).
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: leaves the user's backend alone
 
     ncols = max(len(r) for r in rows)
-    fig, axes = plt.subplots(
-        len(rows), ncols, figsize=(2.2 * ncols, 2.3 * len(rows)), squeeze=False
-    )
+    fig = Figure(figsize=(2.2 * ncols, 2.3 * len(rows)))
+    axes = fig.subplots(len(rows), ncols, squeeze=False)
     for i, row in enumerate(rows):
         vmax = float(row.get("target", next(iter(row.values()))).max())
         for j, (name, img) in enumerate(row.items()):
@@ -43,7 +39,6 @@ def save_image_grid(rows: list[dict[str, torch.Tensor]], path: Path, title: str 
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.png")
     fig.savefig(tmp, dpi=110)
-    plt.close(fig)
     tmp.replace(path)
     return path
 

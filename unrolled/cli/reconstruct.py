@@ -1,0 +1,128 @@
+"""``unrolled-reconstruct``: reconstruct fastMRI files into fastMRI's submission layout.
+
+Examples::
+
+    unrolled-reconstruct checkpoint=outputs/train/RUN/checkpoints/best.ckpt \\
+        input_dir=data/embedded/test output_dir=recon
+    unrolled-reconstruct method=cg_sense input_dir=data/val output_dir=recon_cg \\
+        mask.accelerations=[8] mask.center_fractions=[0.04]
+    unrolled-reconstruct method=zero_filled input_dir=data/test output_dir=recon overwrite=true
+
+Options live in ``conf/reconstruct.yaml``; the logic in
+:mod:`unrolled.evaluation.inference`. Bad input (a missing folder or
+checkpoint, a corrupt file, outputs that exist without ``overwrite=true``)
+prints one line on stderr, exits with status 1 and writes nothing.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import NoReturn
+
+import hydra
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate, to_absolute_path
+from omegaconf import DictConfig
+
+from unrolled.cli.common import CONFIG_DIR, USER_ERRORS, clean_errors
+from unrolled.evaluation.inference import (
+    autocast_dtype,
+    check_outputs,
+    list_volumes,
+    reconstruct_volumes,
+    resolve_device,
+)
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="reconstruct")
+@clean_errors
+def main(cfg: DictConfig) -> None:
+    """Reconstruct every file of ``input_dir`` into ``output_dir``; print a summary."""
+    for key in ("input_dir", "output_dir"):
+        if not cfg.get(key):
+            _fail(f"{key} is not set: pass {key}=PATH")
+    if int(cfg.batch_size) < 1:
+        _fail(f"batch_size must be positive, got {cfg.batch_size}")
+    try:
+        device = resolve_device(str(cfg.device))
+        dtype = autocast_dtype(cfg.precision)
+    except ValueError as e:
+        _fail(str(e))
+    input_dir = Path(to_absolute_path(cfg.input_dir))
+    output_dir = Path(to_absolute_path(cfg.output_dir))
+
+    volumes = list_volumes(input_dir, cfg.challenge)
+    check_outputs(volumes, output_dir, cfg.overwrite)  # before loading anything heavy
+    method = _instantiate(cfg.method, "method")
+    mask_func = _instantiate(cfg.mask, "mask") if cfg.get("mask") else None
+    name = HydraConfig.get().runtime.choices.get("method", "method")
+    if device.type == "cuda":
+        torch.set_float32_matmul_precision("high")
+
+    total = sum(v.num_slices for v in volumes)
+    with _progress(cfg.get("progress", True)) as progress:
+        task = progress.add_task(f"{name}", total=len(volumes))
+        summary = reconstruct_volumes(
+            method,
+            volumes,
+            output_dir,
+            mask_func,
+            batch_size=int(cfg.batch_size),
+            device=device,
+            dtype=dtype,
+            overwrite=bool(cfg.overwrite),
+            on_volume=lambda vol: progress.advance(task),
+        )
+    print(
+        f"reconstructed {len(volumes)} volumes ({total} slices) with {name} on {device} "
+        f"in {summary.seconds:.1f} s ({summary.slices_per_second:.2f} slices/s) -> {output_dir}"
+    )
+
+
+def _instantiate(node: DictConfig, what: str):
+    """``hydra.utils.instantiate``, unwrapping the user errors that Hydra wraps."""
+    try:
+        return instantiate(node)
+    except InstantiationException as e:
+        cause = e.__cause__
+        if isinstance(cause, USER_ERRORS):
+            raise cause from None
+        if isinstance(cause, ValueError | TypeError):  # bad options, e.g. mask.accelerations
+            _fail(f"{what}: {cause}")
+        raise
+
+
+def _fail(message: str) -> NoReturn:
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(1)
+
+
+def _progress(enabled: bool):
+    """A rich progress bar over volumes, on stderr."""
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("volumes"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        disable=not enabled,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,263 @@
+"""Robustness suite: methods scored over a grid of acquisition conditions.
+
+The grid varies one axis at a time around a base condition (a full factorial
+over five axes would be thousands of cells; one-at-a-time sweeps answer "what
+breaks first"):
+
+- ``acceleration``: nominal undersampling factor (e.g. 2 to 12);
+- ``mask_type``: any name of :func:`unrolled.physics.masks.create_mask_func`
+  (``random``, ``equispaced_fraction``, ``poisson``, ...);
+- ``noise``: complex Gaussian noise added to the k-space before masking, in
+  multiples of the data's own noise level (a blind test: networks never saw it);
+- ``center_fraction``: width of the fully sampled calibration region;
+- ``num_coils``: keep only the first ``n`` coils (the reference is recomputed
+  from those coils, so every cell is scored against its own fully sampled RSS).
+
+Per cell and method: PSNR, SSIM, NMSE against the fully sampled RSS reference
+(volume-level, fastMRI's definitions), a **data-consistency residual**
+``||M (k_out - y)|| / ||M y||`` of the output coil k-space (NaN for methods that
+return only an image), and a **hallucination indicator**: the mean error energy
+``|F(pred - ref)|^2`` over unsampled k-space locations divided by its mean over
+sampled ones, computed on full-size magnitude images. A large value says the
+error lives where no measurement constrains the output; it is an indicator, not
+a verdict (zero-filled scores high by construction).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from unrolled.data.fastmri_io import RawSlice, read_slice, read_volume_info
+from unrolled.data.sample import collate_samples
+from unrolled.data.transforms import UnrolledTransform
+from unrolled.evaluation.runner import VolumeMetricAccumulator, summarise
+from unrolled.physics.coils import center_crop, rss
+from unrolled.physics.fft import fft2c, ifft2c
+from unrolled.physics.masks import create_mask_func
+
+AXES = ("acceleration", "mask_type", "noise", "center_fraction", "num_coils")
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One acquisition condition. ``num_coils=None`` keeps all coils; ``noise`` is in
+    multiples of the data's estimated noise standard deviation."""
+
+    acceleration: float = 4
+    mask_type: str = "random"
+    noise: float = 0.0
+    center_fraction: float = 0.08
+    num_coils: int | None = None
+
+
+def grid(base: Condition, axes: dict[str, Sequence]) -> list[tuple[str, Condition]]:
+    """``(axis, condition)`` for each value of each axis, the others at ``base``.
+
+    The base condition appears once per axis that contains its value, so each
+    axis's curve is complete on its own.
+    """
+    cells = []
+    for axis, values in axes.items():
+        if axis not in AXES:
+            raise ValueError(f"unknown robustness axis {axis!r}; choose from {AXES}")
+        cells += [(axis, replace(base, **{axis: v})) for v in values]
+    return cells
+
+
+def estimate_noise_std(kspace: torch.Tensor, fraction: float = 0.05) -> float:
+    """Noise std per coil from the outermost readout rows of fully sampled k-space.
+
+    Uses the median magnitude, robust to the little signal left there: for
+    complex Gaussian noise with ``E|n|^2 = sigma^2``, ``median |n| = sigma sqrt(ln 2)``.
+    ``kspace``: ``(C, H, W)``.
+    """
+    h = kspace.shape[-2]
+    rows = max(1, int(fraction * h))
+    edge = torch.cat([kspace[..., :rows, :], kspace[..., h - rows :, :]], dim=-2)
+    return float(edge.abs().median()) / math.sqrt(math.log(2))
+
+
+def degrade(
+    raw: RawSlice, cond: Condition, generator: torch.Generator
+) -> tuple[RawSlice, torch.Tensor]:
+    """The fully sampled slice under ``cond`` (coil subset, added noise) with its own reference.
+
+    Returns:
+        ``(degraded slice whose target is the clean RSS of the kept coils,
+        clean full-size RSS image (H, W))``.
+    """
+    k = raw.kspace  # (C, H, W) complex64, fully sampled
+    if cond.num_coils is not None:
+        if not 1 <= cond.num_coils <= k.shape[0]:
+            raise ValueError(
+                f"{raw.fname}: num_coils={cond.num_coils} but the file has {k.shape[0]}"
+            )
+        k = k[: cond.num_coils]
+    h, w = raw.target.shape if raw.target is not None else k.shape[-2:]
+    clean_full = rss(ifft2c(k), dim=0)  # (H, W), before added noise
+    reference = center_crop(clean_full, (h, w))
+    if cond.noise > 0:
+        sigma = cond.noise * estimate_noise_std(raw.kspace)
+        noise = torch.randn(k.shape, generator=generator, dtype=torch.complex64) * sigma
+        k = k + noise
+    attrs = {**raw.attrs, "max": float(reference.max())}  # of this slice; see evaluate_condition
+    return replace(raw, kspace=k.to(torch.complex64), target=reference, attrs=attrs), clean_full
+
+
+@torch.no_grad()
+def evaluate_condition(
+    methods: dict[str, nn.Module],
+    slices: Sequence[RawSlice],
+    cond: Condition,
+    batch_size: int = 4,
+    device: str | torch.device = "cpu",
+    seed: int = 0,
+) -> dict[str, dict[str, float]]:
+    """Metrics of every method under ``cond``; masks are seeded per file (fastMRI's convention)."""
+    mask_func = create_mask_func(cond.mask_type, [cond.center_fraction], [cond.acceleration])
+    transform = UnrolledTransform(mask_func, use_seed=True)
+    gen = torch.Generator().manual_seed(seed)
+    degraded = [degrade(r, cond, gen) for r in slices]
+    vol_max: dict[str, float] = {}
+    for raw, _ in degraded:  # SSIM's data range is the volume maximum, as in fastMRI
+        vol_max[raw.fname] = max(vol_max.get(raw.fname, 0.0), raw.attrs["max"])
+    degraded = [(replace(r, attrs={**r.attrs, "max": vol_max[r.fname]}), c) for r, c in degraded]
+    batches = []
+    for start in range(0, len(degraded), batch_size):
+        chunk = degraded[start : start + batch_size]
+        groups: dict[tuple, list] = {}
+        for raw, clean in chunk:  # batches need one k-space shape
+            groups.setdefault(tuple(raw.kspace.shape), []).append((raw, clean))
+        for group in groups.values():
+            clean = torch.stack([c for _, c in group]).to(device)  # (B, H, W)
+            sample = collate_samples([transform(r) for r, _ in group]).to(device)
+            batches.append((sample, clean))
+    results = {}
+    for name, method in methods.items():
+        method = method.to(device).eval()
+        acc = VolumeMetricAccumulator()
+        dc, hall = [], []
+        for batch, clean in batches:
+            # ESPIRiT caches maps per key: the key holds what changes the calibration data
+            tag = (cond.num_coils, cond.noise, cond.mask_type)
+            keys = [(f, int(s), *tag) for f, s in zip(batch.fname, batch.slice_num, strict=True)]
+            out = method(batch.kspace, batch.mask, batch.num_low_frequencies, keys=keys)
+            crop = tuple(int(v) for v in batch.crop_size[0])
+            pred = center_crop(out.image, crop)
+            for i, fname in enumerate(batch.fname):
+                acc.update(fname, batch.slice_num[i], pred[i], batch.target[i], batch.max_value[i])
+            sampled = (batch.mask > 0).expand_as(batch.kspace)
+            if out.kspace.numel() == batch.kspace.numel():
+                num = (out.kspace - batch.kspace)[sampled].abs().pow(2).sum()
+                dc.append(float(num.sqrt() / batch.kspace[sampled].abs().pow(2).sum().sqrt()))
+            err = fft2c((out.image - clean).to(torch.complex64)).abs().pow(2)  # (B, H, W)
+            m = batch.mask[:, 0] > 0  # (B, H, W)
+            un = err[~m].mean() if (~m).any() else torch.tensor(float("nan"))
+            hall.append(float(un / err[m].mean().clamp_min(1e-30)))
+        summary = summarise(acc.volumes())
+        summary["dc_residual"] = sum(dc) / len(dc) if dc else float("nan")
+        summary["hallucination"] = sum(hall) / len(hall) if hall else float("nan")
+        results[name] = summary
+    return results
+
+
+def load_slices(files: Iterable[Path], max_slices_per_volume: int | None = None) -> list[RawSlice]:
+    """Fully sampled slices of fastMRI files (centre slices first when limited)."""
+    slices = []
+    for path in files:
+        info = read_volume_info(path)
+        if info.has_mask:
+            raise ValueError(
+                f"{path}: holds undersampled test-set data; robustness needs fully sampled files"
+            )
+        idx = list(range(info.num_slices))
+        if max_slices_per_volume is not None and max_slices_per_volume < len(idx):
+            mid = len(idx) // 2
+            start = max(0, mid - max_slices_per_volume // 2)
+            idx = idx[start : start + max_slices_per_volume]
+        slices += [read_slice(path, i) for i in idx]
+    return slices
+
+
+FIELDS = ("axis", "value", "method", "psnr", "ssim", "nmse", "dc_residual", "hallucination")
+
+
+def write_csv(rows: list[dict], path: Path) -> Path:
+    """One row per (axis, value, method), atomically."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=[*FIELDS, *AXES])
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, path)
+    return path
+
+
+def markdown_table(rows: list[dict]) -> str:
+    """A markdown table of every cell, grouped by axis."""
+    lines = [
+        "| axis | value | method | PSNR | SSIM | NMSE | DC residual | hallucination |",
+        "|---|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['axis']} | {r['value']} | {r['method']} | {r['psnr']:.2f} | {r['ssim']:.4f} | "
+            f"{r['nmse']:.4f} | {r['dc_residual']:.2e} | {r['hallucination']:.2f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def plot(rows: list[dict], path: Path) -> Path:
+    """Line plots: one column per axis, rows SSIM / PSNR / hallucination, a line per method."""
+    from matplotlib.figure import Figure
+
+    axes_used = list(dict.fromkeys(r["axis"] for r in rows))
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    metrics = ("ssim", "psnr", "hallucination")
+    fig = Figure(figsize=(3.2 * len(axes_used), 2.6 * len(metrics)))
+    axs = fig.subplots(len(metrics), len(axes_used), squeeze=False)
+    for j, axis in enumerate(axes_used):
+        values = list(dict.fromkeys(r["value"] for r in rows if r["axis"] == axis))
+        pos = range(len(values))
+        for i, metric in enumerate(metrics):
+            ax = axs[i, j]
+            for name in methods:
+                by = {
+                    r["value"]: r[metric] for r in rows if r["axis"] == axis and r["method"] == name
+                }
+                ax.plot(pos, [by.get(v, float("nan")) for v in values], marker="o", label=name)
+            ax.set_xticks(list(pos), [str(v) for v in values], fontsize=7)
+            ax.set_xlabel(axis, fontsize=8)
+            ax.set_ylabel(metric, fontsize=8)
+            if metric == "hallucination":
+                ax.set_yscale("log")
+            ax.grid(alpha=0.3)
+    axs[0, 0].legend(fontsize=7)
+    fig.tight_layout()
+    tmp = path.with_name(path.stem + ".tmp.png")
+    fig.savefig(tmp, dpi=110)
+    os.replace(tmp, path)
+    return path
+
+
+def rows_for(axis: str, cond: Condition, results: dict[str, dict[str, float]]) -> list[dict]:
+    """Flatten one cell's results into CSV rows."""
+    value = getattr(cond, axis)
+    return [
+        {
+            "axis": axis,
+            "value": value,
+            "method": name,
+            **{k: m[k] for k in FIELDS[3:]},
+            **asdict(cond),
+        }
+        for name, m in results.items()
+    ]
