@@ -40,7 +40,7 @@ format: install
 	$(VENV)/bin/ruff format .
 
 test: lint
-	$(VENV)/bin/pytest -n 2 --durations=15 $(ARGS)
+	$(VENV)/bin/pytest -n 2 --durations=15 tests --nbmake notebooks $(ARGS)
 
 test-fast: install
 	$(VENV)/bin/pytest -n 2 -m "not slow" $(ARGS)
