@@ -45,3 +45,23 @@ def test_perfect_reconstruction_scores():
     t = torch.from_numpy(gt)
     assert float(ssim(t, t)) == pytest.approx(1.0)
     assert float(nmse(t, t)) == 0.0
+
+
+def test_merging_rank_accumulators_counts_a_duplicated_volume_once():
+    gt, pred = _volumes(3)
+    tg, tp = torch.from_numpy(gt), torch.from_numpy(pred)
+    maxval = float(tg.max())
+
+    def acc_of(fname, slices):
+        acc = VolumeMetricAccumulator()
+        for i in slices:
+            acc.update(fname, i, tp[i], tg[i], maxval)
+        return acc
+
+    merged = acc_of("a.h5", range(5))
+    merged.merge(acc_of("b.h5", range(5)))
+    merged.merge(acc_of("a.h5", range(5)))  # an idle rank's copy
+    assert set(merged.volumes()) == {"a.h5", "b.h5"}
+    assert merged.volumes()["a.h5"] == acc_of("a.h5", range(5)).volumes()["a.h5"]
+    with pytest.raises(ValueError, match="split"):
+        acc_of("c.h5", [0, 1]).merge(acc_of("c.h5", [2, 3]))

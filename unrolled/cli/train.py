@@ -10,6 +10,7 @@ Examples::
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 
 import hydra
@@ -30,6 +31,9 @@ from unrolled.evaluation.runner import evaluate_method, summarise
 from unrolled.training.module import ReconModule
 
 log = logging.getLogger("unrolled.train")
+# Epoch metrics are gathered across ranks in the module itself (whole volumes per rank),
+# so Lightning's advice to reduce them again with sync_dist does not apply.
+warnings.filterwarnings("ignore", message=r".*when logging on epoch level in distributed")
 
 
 def _resolve_ckpt(ckpt_path: str | None, output_dir: Path) -> str | None:

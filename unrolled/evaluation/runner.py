@@ -39,6 +39,8 @@ class VolumeMetricAccumulator:
     def __init__(self) -> None:
         self.stats: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0, 0.0, 0.0, 0.0])
         self.seen: set[tuple[str, int]] = set()
+        self.loss_sum = 0.0  # optional: a training loss averaged alongside the metrics
+        self.loss_count = 0
 
     def update(self, fname: str, slice_num: int, pred, target, max_value) -> None:
         key = (fname, int(slice_num))
@@ -65,13 +67,40 @@ class VolumeMetricAccumulator:
             }
         return out
 
+    def state(self) -> dict:
+        """Plain-Python state, for ``all_gather_object`` across processes."""
+        return {
+            "stats": dict(self.stats),
+            "seen": set(self.seen),
+            "loss": (self.loss_sum, self.loss_count),
+        }
+
+    @classmethod
+    def from_state(cls, state: dict) -> VolumeMetricAccumulator:
+        acc = cls()
+        acc.stats.update(state["stats"])
+        acc.seen = set(state["seen"])
+        acc.loss_sum, acc.loss_count = state["loss"]
+        return acc
+
     def merge(self, other: VolumeMetricAccumulator) -> None:
+        """Add another accumulator's volumes (e.g. from another rank).
+
+        A volume that both scored in full (a copy given to an otherwise idle rank)
+        counts once; a volume split between them is an error, since its metrics
+        would be wrong.
+        """
+        self.loss_sum += other.loss_sum
+        self.loss_count += other.loss_count
         for fname, s in other.stats.items():
-            mine = self.stats[fname]
-            for i in range(5):
-                mine[i] += s[i]
-            mine[5] = max(mine[5], s[5])
-        self.seen |= other.seen
+            theirs = {k for k in other.seen if k[0] == fname}
+            mine = {k for k in self.seen if k[0] == fname}
+            if mine and theirs == mine:
+                continue  # the same whole volume, scored twice
+            if mine & theirs or (mine and fname in self.stats):
+                raise ValueError(f"volume {fname} was split across accumulators")
+            self.stats[fname] = list(s)
+            self.seen |= theirs
 
 
 def summarise(volumes: dict[str, dict[str, float]]) -> dict[str, float]:

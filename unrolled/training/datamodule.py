@@ -10,6 +10,7 @@ from torch.utils.data import DataLoader
 
 from unrolled.data.dataset import ShapeBucketSampler, SliceDataset
 from unrolled.data.sample import collate_samples
+from unrolled.data.samplers import VolumeShardSampler
 from unrolled.data.transforms import UnrolledTransform
 
 
@@ -111,15 +112,18 @@ class ReconDataModule(L.LightningDataModule):
         trainer = getattr(self, "trainer", None)
         replicas = trainer.world_size if trainer is not None else 1
         rank = trainer.global_rank if trainer is not None else 0
-        sampler = ShapeBucketSampler(
-            ds,
-            self.batch_size,
-            shuffle=stage == "train",
-            seed=self.seed,
-            num_replicas=replicas,
-            rank=rank,
-            with_epoch=stage == "train",
-        )
+        if stage == "train":  # equal batch counts per rank (gradients are synchronised)
+            sampler = ShapeBucketSampler(
+                ds,
+                self.batch_size,
+                shuffle=True,
+                seed=self.seed,
+                num_replicas=replicas,
+                rank=rank,
+                with_epoch=True,
+            )
+        else:  # whole volumes per rank, so volume-level metrics are exact under DDP
+            sampler = VolumeShardSampler(ds, self.batch_size, num_replicas=replicas, rank=rank)
         return DataLoader(
             ds,
             batch_sampler=sampler,

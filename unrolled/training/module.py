@@ -49,6 +49,8 @@ class ReconModule(L.LightningModule):
         self.scheduler_factory = scheduler
         self.config = config or {}
         self._metrics: dict[str, VolumeMetricAccumulator] = {}
+        # Evaluation keeps volumes whole per rank, so a rank may get no volume at all.
+        self.allow_zero_length_dataloader_with_multiple_devices = True
 
     def forward(self, batch: Sample, return_cascades: bool = False):
         return reconstruct(self.net, batch, return_cascades)
@@ -71,8 +73,9 @@ class ReconModule(L.LightningModule):
         if not batch.has_target:
             return
         loss = self.loss(pred, batch.target, batch.max_value)
-        self.log(f"{stage}/loss", loss, batch_size=len(batch.fname), sync_dist=True)
         acc = self._metrics.setdefault(stage, VolumeMetricAccumulator())
+        acc.loss_sum += float(loss) * len(batch.fname)
+        acc.loss_count += len(batch.fname)
         for i, fname in enumerate(batch.fname):
             acc.update(fname, batch.slice_num[i], pred[i], batch.target[i], batch.max_value[i])
 
@@ -83,19 +86,21 @@ class ReconModule(L.LightningModule):
         self._eval_step(batch, "test")
 
     def _eval_epoch_end(self, stage: str) -> None:
+        # One collective per epoch, on every rank, whatever each saw (even nothing): per-step
+        # synchronisation would hang when ranks hold different numbers of volumes.
         acc = self._metrics.pop(stage, VolumeMetricAccumulator())
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             gathered: list = [None] * torch.distributed.get_world_size()
-            torch.distributed.all_gather_object(gathered, dict(acc.stats))
-            merged = VolumeMetricAccumulator()
-            for stats in gathered:
-                other = VolumeMetricAccumulator()
-                other.stats.update(stats)
-                merged.merge(other)
-            acc = merged
+            torch.distributed.all_gather_object(gathered, acc.state())
+            acc = VolumeMetricAccumulator()
+            for state in gathered:
+                acc.merge(VolumeMetricAccumulator.from_state(state))
         self.volume_metrics = getattr(self, "volume_metrics", {})
         self.volume_metrics[stage] = acc.volumes()
-        for name, value in summarise(acc.volumes()).items():
+        metrics = summarise(acc.volumes())
+        if acc.loss_count:
+            metrics["loss"] = acc.loss_sum / acc.loss_count
+        for name, value in metrics.items():
             # Identical on every rank after the gather: no further reduction needed.
             self.log(f"{stage}/{name}", value, prog_bar=(name == "ssim"), rank_zero_only=False)
 
