@@ -1,0 +1,457 @@
+"""Score a folder of reconstructions against fastMRI references, as fastMRI's ``evaluate.py``.
+
+The logic behind ``unrolled-evaluate``. Semantics replicated from
+``fastmri/evaluate.py`` (fastMRI 0.3.0), per volume:
+
+- the target is the reference file's ``reconstruction_rss`` (multicoil) or
+  ``reconstruction_esc`` (singlecoil), the prediction the file of the same
+  name's ``reconstruction``, each read whole, ``(slices, h, w)``;
+- both are centre-cropped to ``(w_t, w_t)``, ``w_t`` the target's width
+  (fastMRI's ``center_crop``: start at ``(H - h) // 2``, ``(W - w) // 2``), so
+  a prediction may be larger than the target but not smaller, and a target
+  must be at least as tall as it is wide;
+- NMSE ``||gt - pred||^2 / ||gt||^2``, PSNR ``10 log10(max(gt)^2 / mse)`` and
+  SSIM (mean over slices of the 7x7 scikit-image SSIM) over the cropped
+  volume, with data range ``max(gt)``, the maximum of the cropped target
+  volume (not the file's ``max`` attribute);
+- filters: ``acquisition`` compares the target's ``acquisition`` attribute,
+  ``acceleration`` the target's ``acceleration`` attribute (fastMRI reads the
+  target only; here the prediction's attribute, which ``unrolled-reconstruct``
+  writes, is used where the target has none);
+- aggregates: mean and sample standard deviation (``ddof=1``, as
+  ``runstats.Statistics.stddev``, which fastMRI prints as ``mean +/- 2 std``).
+
+Differences, all where fastMRI crashes or silently averages NaN: missing or
+extra predictions, shapes that cannot be paired, unreadable files, non-finite
+predictions and filter attributes that are absent are collected over the
+whole folder and reported together in one :class:`DataError` naming each
+file; no metrics are written then. With ``allow_missing`` the volumes present
+in both folders are scored and the others counted as skipped. Only ``*.h5``
+files (not hidden ones) are considered, where fastMRI iterates over every
+file of the target folder.
+
+Metrics are computed in float64 with :mod:`unrolled.evaluation.metrics`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from os import PathLike
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import torch
+
+from unrolled.data.errors import DataError
+from unrolled.data.fastmri_io import recon_key_for
+from unrolled.data.writer import RECONSTRUCTION_KEY
+from unrolled.evaluation.metrics import nmse, psnr, ssim
+from unrolled.physics.coils import center_crop
+
+METRICS = ("nmse", "psnr", "ssim")
+METRICS_JSON = "metrics.json"
+METRICS_CSV = "metrics_per_volume.csv"
+
+
+@dataclass(frozen=True)
+class VolumeScore:
+    """The metrics of one volume and what identifies it."""
+
+    fname: str
+    acquisition: str | None
+    acceleration: int | None
+    num_slices: int
+    height: int
+    width: int
+    nmse: float
+    psnr: float
+    ssim: float
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """The scores of a folder of predictions.
+
+    Attributes:
+        volumes: per-volume scores, sorted by file name.
+        missing: targets without a prediction (skipped under ``allow_missing``).
+        extra: predictions without a target (skipped under ``allow_missing``).
+        filtered_out: targets excluded by the filters.
+        filters: ``{"acquisition", "acceleration"}`` as requested.
+        challenge: ``"multicoil"`` or ``"singlecoil"``.
+    """
+
+    volumes: tuple[VolumeScore, ...]
+    missing: tuple[str, ...] = ()
+    extra: tuple[str, ...] = ()
+    filtered_out: int = 0
+    filters: dict[str, Any] = field(default_factory=dict)
+    challenge: str = "multicoil"
+
+    def aggregate(self) -> dict[str, dict[str, float | None]]:
+        """``{metric: {"mean", "std"}}``; ``std`` is the sample one, ``None`` for one volume."""
+        out: dict[str, dict[str, float | None]] = {}
+        for m in METRICS:
+            values = np.array([getattr(v, m) for v in self.volumes], dtype=np.float64)
+            out[m] = {
+                "mean": float(values.mean()),
+                "std": float(values.std(ddof=1)) if len(values) > 1 else None,
+            }
+        return out
+
+    def summary(self) -> dict[str, Any]:
+        """The content of ``metrics.json``."""
+        return {
+            "count": len(self.volumes),
+            "metrics": self.aggregate(),
+            "filters": dict(self.filters),
+            "challenge": self.challenge,
+            "filtered_out": self.filtered_out,
+            "skipped": {"missing_predictions": list(self.missing), "extra": list(self.extra)},
+        }
+
+
+def fastmri_crop(target: torch.Tensor, pred: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Crop both volumes to ``(w, w)``, ``w`` the target width, as fastMRI's ``evaluate.py``.
+
+    Args:
+        target: ``(slices, h_t, w_t)`` with ``h_t >= w_t``.
+        pred: ``(slices, h_p, w_p)`` with ``h_p, w_p >= w_t``.
+
+    Raises:
+        ValueError: a volume is too small for the crop.
+    """
+    size = (target.shape[-1], target.shape[-1])
+    return center_crop(target, size), center_crop(pred, size)
+
+
+def score_volume(target: torch.Tensor, pred: torch.Tensor) -> dict[str, float]:
+    """fastMRI's ``{"nmse", "psnr", "ssim"}`` of one volume (crop, then data range ``max(gt)``)."""
+    gt, rec = fastmri_crop(target, pred)
+    return {
+        "nmse": float(nmse(gt, rec)),
+        "psnr": float(psnr(gt, rec)),
+        "ssim": float(ssim(gt, rec)),
+    }
+
+
+@dataclass
+class _Pair:
+    fname: str
+    target: Path
+    pred: Path | None
+    acquisition: str | None = None
+    acceleration: int | None = None
+    shape: tuple[int, ...] = ()
+
+
+def evaluate_folder(
+    target_dir: str | PathLike[str],
+    predictions_dir: str | PathLike[str],
+    challenge: str = "multicoil",
+    acquisition: str | None = None,
+    acceleration: int | None = None,
+    allow_missing: bool = False,
+    on_volume: Callable[[str], None] | None = None,
+) -> Evaluation:
+    """Score every prediction of ``predictions_dir`` against ``target_dir``.
+
+    Files are paired by name; volumes are read one at a time.
+
+    Args:
+        target_dir: fastMRI files holding the reference (``reconstruction_rss``
+            or ``reconstruction_esc``).
+        predictions_dir: files in the submission layout (``reconstruction``).
+        challenge: ``"multicoil"`` or ``"singlecoil"``: which reference.
+        acquisition: keep only targets with this ``acquisition`` attribute.
+        acceleration: keep only volumes with this ``acceleration`` attribute
+            (the target's, else the prediction's).
+        allow_missing: score the volumes present in both folders instead of
+            failing on missing or extra files.
+        on_volume: called with each file name once scored.
+
+    Returns:
+        The :class:`Evaluation`.
+
+    Raises:
+        DataError: a folder is missing or empty; or, naming every file
+            concerned in one line: predictions missing or extra (unless
+            ``allow_missing``), unreadable files, shapes that cannot be
+            paired, non-finite predictions, filter attributes absent; or
+            nothing is left to score.
+    """
+    recon_key = recon_key_for(challenge)
+    target_dir, predictions_dir = Path(target_dir), Path(predictions_dir)
+    targets = _h5_files(target_dir, "target directory")
+    preds = _h5_files(predictions_dir, "predictions directory", allow_empty=True)
+    problems: dict[str, list[str]] = {}
+
+    def problem(kind: str, item: str) -> None:
+        problems.setdefault(kind, []).append(item)
+
+    pairs, filtered_out = [], 0
+    for fname, tpath in targets.items():
+        pair = _Pair(fname, tpath, preds.get(fname))
+        try:
+            t_shape, t_attrs = _probe(tpath, recon_key)
+        except DataError as e:
+            problem("unreadable", f"{tpath} ({e.problem})")
+            continue
+        pair.acquisition = _str_or_none(t_attrs.get("acquisition"))
+        if acquisition is not None:
+            if pair.acquisition is None:
+                problem("without an 'acquisition' attribute", str(tpath))
+                continue
+            if pair.acquisition != acquisition:
+                filtered_out += 1
+                continue
+        p_shape, p_attrs = None, {}
+        if pair.pred is not None:
+            try:
+                p_shape, p_attrs = _probe(pair.pred, RECONSTRUCTION_KEY)
+            except DataError as e:
+                problem("unreadable", f"{pair.pred} ({e.problem})")
+                continue
+        pair.acceleration = _int_or_none(t_attrs.get("acceleration", p_attrs.get("acceleration")))
+        if acceleration is not None:
+            if pair.acceleration is None and pair.pred is None:
+                pass  # reported as missing below
+            elif pair.acceleration is None:
+                problem("without an 'acceleration' attribute (target or prediction)", fname)
+                continue
+            elif pair.acceleration != int(acceleration):
+                filtered_out += 1
+                continue
+        if pair.pred is None:
+            problem("missing", fname)
+            continue
+        mismatch = _shape_problem(t_shape, p_shape)
+        if mismatch:
+            problem("shape mismatch", f"{fname} ({mismatch})")
+            continue
+        pair.shape = t_shape
+        pairs.append(pair)
+    extra = sorted(set(preds) - set(targets))
+    for fname in extra:
+        problem("extra", fname)
+
+    missing = tuple(problems.get("missing", []))
+    if allow_missing:  # score the intersection; report what was skipped
+        problems.pop("missing", None)
+        problems.pop("extra", None)
+    _raise_problems(problems, target_dir, predictions_dir)
+
+    scores = []
+    for pair in pairs:
+        assert pair.pred is not None
+        try:
+            scores.append(_score_pair(pair, recon_key))
+        except DataError as e:
+            problem("unreadable", f"{e.path} ({e.problem})")
+        if on_volume is not None:
+            on_volume(pair.fname)
+    _raise_problems(problems, target_dir, predictions_dir)
+    if not scores:
+        raise DataError(
+            predictions_dir,
+            f"no volumes to score ({filtered_out} of {len(targets)} targets filtered out by "
+            f"acquisition={acquisition}, acceleration={acceleration}; "
+            f"{len(missing)} without a prediction)",
+        )
+    return Evaluation(
+        volumes=tuple(scores),
+        missing=missing,
+        extra=tuple(extra) if allow_missing else (),
+        filtered_out=filtered_out,
+        filters={"acquisition": acquisition, "acceleration": acceleration},
+        challenge=challenge,
+    )
+
+
+def write_results(evaluation: Evaluation, output_dir: str | PathLike[str]) -> tuple[Path, Path]:
+    """Write ``metrics.json`` (aggregate) and ``metrics_per_volume.csv`` atomically.
+
+    Returns:
+        ``(json path, csv path)``.
+    """
+    out = Path(output_dir)
+    summary = json.dumps(evaluation.summary(), indent=2) + "\n"
+    buf = io.StringIO()
+    columns = [f.name for f in VolumeScore.__dataclass_fields__.values()]
+    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for v in evaluation.volumes:
+        writer.writerow({k: ("" if x is None else x) for k, x in asdict(v).items()})
+    json_path, csv_path = out / METRICS_JSON, out / METRICS_CSV
+    _write_atomic(csv_path, buf.getvalue())
+    _write_atomic(json_path, summary)
+    return json_path, csv_path
+
+
+def print_results(evaluation: Evaluation, title: str = "") -> None:
+    """Print the aggregate metrics as a rich table (fastMRI's ``mean +/- 2 std`` too)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title or None)
+    for col in ("metric", "mean", "std", "fastMRI: mean +/- 2 std"):
+        table.add_column(col, justify="left" if col == "metric" else "right")
+    labels = {"nmse": "NMSE", "psnr": "PSNR (dB)", "ssim": "SSIM"}
+    for m, agg in evaluation.aggregate().items():
+        mean, std = agg["mean"], agg["std"]
+        fmt = "{:.4f}" if m != "psnr" else "{:.2f}"
+        std_s = fmt.format(std) if std is not None else "-"
+        both = f"{mean:.4g} +/- {2 * std:.4g}" if std is not None else f"{mean:.4g}"
+        table.add_row(labels[m], fmt.format(mean), std_s, both)
+    Console().print(table)
+
+
+# --- internals -------------------------------------------------------------
+
+_PROBLEM_ORDER = ("missing", "extra", "unreadable", "shape mismatch")
+
+
+def _raise_problems(problems: dict[str, list[str]], target_dir: Path, pred_dir: Path) -> None:
+    """One :class:`DataError` listing every problem and every file concerned, if any."""
+    if not any(problems.values()):
+        return
+    parts = []
+    for kind in sorted(problems, key=lambda k: (_PROBLEM_ORDER + (k,)).index(k)):
+        items = problems[kind]
+        if not items:
+            continue
+        n = len(items)
+        if kind == "missing":
+            head = f"{n} volume{'s' * (n > 1)} missing from predictions"
+        elif kind == "extra":
+            head = f"{n} prediction{'s' * (n > 1)} without a target in {target_dir}"
+        elif kind == "unreadable":
+            head = f"{n} unreadable file{'s' * (n > 1)}"
+        elif kind == "shape mismatch":
+            head = f"{n} shape mismatch{'es' * (n > 1)}"
+        else:
+            head = f"{n} volume{'s' * (n > 1)} {kind}"
+        parts.append(f"{head}: {', '.join(items)}")
+    hint = " (allow_missing=true scores the rest)" if {"missing", "extra"} & set(problems) else ""
+    raise DataError(pred_dir, "; ".join(parts) + hint)
+
+
+def _h5_files(root: Path, what: str, allow_empty: bool = False) -> dict[str, Path]:
+    if not root.is_dir():
+        raise DataError(root, f"{what} does not exist" if not root.exists() else "not a directory")
+    files = {
+        p.name: p for p in sorted(root.glob("*.h5")) if p.is_file() and not p.name.startswith(".")
+    }
+    if not files and not allow_empty:
+        raise DataError(root, f"{what} contains no .h5 files")
+    return files
+
+
+def _open(path: Path) -> h5py.File:
+    try:
+        return h5py.File(path, "r")
+    except OSError as e:
+        raise DataError(path, f"cannot open as HDF5, corrupt or truncated ({_short(e)})") from None
+
+
+def _short(e: BaseException) -> str:
+    return " ".join(str(e).split())[:120]
+
+
+def _probe(path: Path, key: str) -> tuple[tuple[int, ...], dict[str, Any]]:
+    """Shape of dataset ``key`` and the file attributes, without reading the data."""
+    with _open(path) as hf:
+        if key not in hf or not isinstance(hf[key], h5py.Dataset):
+            raise DataError(path, f"dataset '{key}' is missing")
+        ds = hf[key]
+        if ds.ndim != 3:
+            raise DataError(path, f"dataset '{key}' has shape {ds.shape}, expected (slices, h, w)")
+        if ds.dtype.kind not in "fiu":
+            raise DataError(path, f"dataset '{key}' has dtype {ds.dtype}, expected float32")
+        try:
+            attrs = dict(hf.attrs.items())
+        except OSError as e:
+            raise DataError(path, f"cannot read attributes ({_short(e)})") from None
+        return tuple(int(n) for n in ds.shape), attrs
+
+
+def _read(path: Path, key: str) -> torch.Tensor:
+    with _open(path) as hf:
+        try:
+            array = np.asarray(hf[key][()])
+        except (OSError, KeyError, RuntimeError) as e:
+            raise DataError(path, f"cannot read dataset '{key}' ({_short(e)})") from None
+    return torch.from_numpy(array)
+
+
+def _shape_problem(target: tuple[int, ...], pred: tuple[int, ...] | None) -> str:
+    """Why fastMRI's pairing (same slices, crop to (w_t, w_t)) fails, or ``""``."""
+    assert pred is not None
+    s, h, w = target
+    if pred[0] != s:
+        return f"prediction has {pred[0]} slices, target {s}"
+    if h < w:
+        return f"target {h} x {w} is wider than tall; fastMRI crops to {w} x {w}"
+    if pred[1] < w or pred[2] < w:
+        return f"prediction {pred[1]} x {pred[2]} is smaller than the crop {w} x {w}"
+    return ""
+
+
+def _score_pair(pair: _Pair, recon_key: str) -> VolumeScore:
+    assert pair.pred is not None
+    target = _read(pair.target, recon_key)  # (slices, h, w)
+    pred = _read(pair.pred, RECONSTRUCTION_KEY)  # (slices, h', w')
+    if not torch.isfinite(target).all():
+        raise DataError(pair.target, f"dataset '{recon_key}' holds NaN or Inf values")
+    if not torch.isfinite(pred.double()).all():
+        raise DataError(pair.pred, "dataset 'reconstruction' holds NaN or Inf values")
+    metrics = score_volume(target, pred)
+    s, _, w = pair.shape
+    return VolumeScore(
+        fname=pair.fname,
+        acquisition=pair.acquisition,
+        acceleration=pair.acceleration,
+        num_slices=s,
+        height=w,
+        width=w,
+        **metrics,
+    )
+
+
+def _str_or_none(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bytes | np.bytes_):
+        return value.decode(errors="replace")
+    return str(value)
+
+
+def _int_or_none(value: Any) -> int | None:
+    if value is None:
+        return None
+    try:
+        number = float(np.asarray(value).item())
+    except (TypeError, ValueError):
+        return None
+    return int(number) if math.isfinite(number) else None
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", newline="") as f:
+            f.write(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
