@@ -36,11 +36,17 @@ log = logging.getLogger("unrolled.train")
 warnings.filterwarnings("ignore", message=r".*when logging on epoch level in distributed")
 
 
-def _resolve_ckpt(ckpt_path: str | None, output_dir: Path) -> str | None:
-    if ckpt_path != "auto":
-        return ckpt_path
+def resume_path(resume: str | None, output_dir: Path) -> str | None:
+    """The checkpoint to resume from: ``"auto"`` -> ``checkpoints/last.ckpt`` if present."""
+    if resume != "auto":
+        if resume is not None and not Path(resume).is_file():
+            raise FileNotFoundError(f"{resume}: checkpoint to resume from not found")
+        return resume
     last = output_dir / "checkpoints" / "last.ckpt"
-    return str(last) if last.is_file() else None
+    if last.is_file():
+        log.info("resuming from %s", last)
+        return str(last)
+    return None
 
 
 def build(cfg: DictConfig, datamodule=None):
@@ -75,7 +81,7 @@ def run(cfg: DictConfig) -> tuple[dict[str, dict[str, float]], float | None]:
     datamodule = instantiate(cfg.data)
     datamodule.check()  # bad input fails here, before loggers and checkpoints exist
     datamodule, module, trainer = build(cfg, datamodule)
-    trainer.fit(module, datamodule=datamodule, ckpt_path=_resolve_ckpt(cfg.ckpt_path, output_dir))
+    trainer.fit(module, datamodule=datamodule, ckpt_path=resume_path(cfg.resume, output_dir))
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     trainer.test(module, datamodule=datamodule, ckpt_path=best or None, verbose=False)
     results = {}

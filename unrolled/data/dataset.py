@@ -219,6 +219,8 @@ class ShapeBucketSampler(Sampler[list[int]]):
         with_epoch: bool = False,
     ) -> None:
         self.with_epoch = with_epoch
+        # Lightning sets epochs through ``dataloader.batch_sampler.sampler.set_epoch``.
+        self.sampler = self
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         if not 0 <= rank < num_replicas:
@@ -239,6 +241,12 @@ class ShapeBucketSampler(Sampler[list[int]]):
     def set_epoch(self, epoch: int) -> None:
         """Select the shuffling of epoch ``epoch``."""
         self.epoch = epoch
+
+    def resume(self, epoch: int, batches_done: int) -> None:
+        """Continue epoch ``epoch`` after its first ``batches_done`` batches (this rank's),
+        once: the next iteration skips them, later ones are whole epochs again."""
+        self.epoch = epoch
+        self._skip = batches_done
 
     def _num_batches(self) -> int:
         if self.drop_last:
@@ -262,7 +270,9 @@ class ShapeBucketSampler(Sampler[list[int]]):
         total = len(self) * self.num_replicas
         while batches and len(batches) < total:  # equal share per rank
             batches.extend(batches[: total - len(batches)])
-        for batch in batches[self.rank : total : self.num_replicas]:
+        mine = batches[self.rank : total : self.num_replicas]
+        skip, self._skip = getattr(self, "_skip", 0), 0
+        for batch in mine[skip:]:
             yield [(i, self.epoch) for i in batch] if self.with_epoch else batch
 
 

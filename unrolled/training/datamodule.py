@@ -14,6 +14,31 @@ from unrolled.data.samplers import VolumeShardSampler
 from unrolled.data.transforms import UnrolledTransform
 
 
+class ResumableDataLoader(DataLoader):
+    """A training loader whose position inside an epoch survives a checkpoint.
+
+    Lightning stores ``state_dict()`` in every checkpoint and calls
+    ``load_state_dict()`` when resuming, before iterating. We record the epoch
+    and the number of batches this rank has already trained on, and the batch
+    sampler skips exactly those, so a run killed mid-epoch continues with the
+    very next batch (masks are seeded by epoch and index, so they repeat too).
+
+    Args:
+        progress: returns the number of batches of the current epoch already
+            processed (from the trainer's loop progress).
+    """
+
+    def __init__(self, *args, progress, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._progress = progress
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": int(self.batch_sampler.epoch), "batches_done": int(self._progress())}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.batch_sampler.resume(state["epoch"], state["batches_done"])
+
+
 class ReconDataModule(L.LightningDataModule):
     """Slices of fastMRI files, batched by k-space shape.
 
@@ -124,14 +149,22 @@ class ReconDataModule(L.LightningDataModule):
             )
         else:  # whole volumes per rank, so volume-level metrics are exact under DDP
             sampler = VolumeShardSampler(ds, self.batch_size, num_replicas=replicas, rank=rank)
-        return DataLoader(
+        extra = {"progress": self._batches_done} if stage == "train" else {}
+        return (ResumableDataLoader if stage == "train" else DataLoader)(
             ds,
             batch_sampler=sampler,
             collate_fn=collate_samples,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
             persistent_workers=self.num_workers > 0,
+            **extra,
         )
+
+    def _batches_done(self) -> int:
+        trainer = getattr(self, "trainer", None)
+        if trainer is None:
+            return 0
+        return int(trainer.fit_loop.epoch_loop.batch_progress.current.processed)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train")

@@ -7,6 +7,7 @@ config stored in every checkpoint), not in this module.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -114,9 +115,26 @@ class ReconModule(L.LightningModule):
         opt = self.optimizer_factory([p for p in self.parameters() if p.requires_grad])
         if self.scheduler_factory is None:
             return opt
-        total = int(self.trainer.estimated_stepping_batches)
-        sched = self.scheduler_factory(opt, total_steps=total)
+        sched = self.scheduler_factory(opt, total_steps=self._total_steps())
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def _total_steps(self) -> int:
+        """Optimisation steps of the whole run, for the schedule.
+
+        Computed from the data module's loader length rather than Lightning's
+        ``estimated_stepping_batches``, which builds the training iterator before
+        a checkpoint is restored and so defeats resuming mid-epoch.
+        """
+        t = self.trainer
+        if t.max_steps is not None and t.max_steps > 0:
+            return int(t.max_steps)
+        dm = t.datamodule
+        if dm is None or t.max_epochs is None or t.max_epochs < 0:
+            return int(t.estimated_stepping_batches)
+        n = len(dm.train_dataloader())
+        limit = t.limit_train_batches
+        n = min(n, limit) if isinstance(limit, int) else int(n * limit)
+        return max(1, math.ceil(n / t.accumulate_grad_batches) * t.max_epochs)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["unrolled_config"] = self.config
