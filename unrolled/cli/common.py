@@ -9,11 +9,34 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import OmegaConf
 
 from unrolled.data.errors import DataError
 
 CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 """The repository's ``conf/`` (the package is installed in editable mode)."""
+
+
+def _sweep_group(prefix: str) -> str | None:
+    """W&B group of a run: ``PREFIX/<sweep directory name>`` in a multirun, else None."""
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        return None
+    return f"{prefix}/{Path(HydraConfig.get().sweep.dir).name}"
+
+
+def _run_name(fallback: str) -> str:
+    """W&B name of a run: its command-line overrides (``hydra.job.override_dirname``)."""
+    if not HydraConfig.initialized():
+        return fallback
+    return HydraConfig.get().job.override_dirname or fallback
+
+
+# ${unrolled.sweep_group:...} and ${unrolled.run_name:...} in conf/logger/wandb.yaml
+OmegaConf.register_new_resolver("unrolled.sweep_group", _sweep_group, replace=True)
+OmegaConf.register_new_resolver("unrolled.run_name", _run_name, replace=True)
+
 
 F = TypeVar("F", bound=Callable[..., Any])
 

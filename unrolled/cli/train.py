@@ -10,6 +10,7 @@ Examples::
 from __future__ import annotations
 
 import logging
+import sys
 import warnings
 from pathlib import Path
 
@@ -37,15 +38,18 @@ warnings.filterwarnings("ignore", message=r".*when logging on epoch level in dis
 
 
 def resume_path(resume: str | None, output_dir: Path) -> str | None:
-    """The checkpoint to resume from: ``"auto"`` -> ``checkpoints/last.ckpt`` if present."""
+    """The checkpoint to resume from: ``"auto"`` -> the run directory's newest, if any."""
     if resume != "auto":
         if resume is not None and not Path(resume).is_file():
             raise FileNotFoundError(f"{resume}: checkpoint to resume from not found")
         return resume
-    last = output_dir / "checkpoints" / "last.ckpt"
-    if last.is_file():
-        log.info("resuming from %s", last)
-        return str(last)
+    # the newer of last.ckpt and Lightning's SLURM requeue checkpoint (hpc_ckpt_N.ckpt)
+    found = [output_dir / "checkpoints" / "last.ckpt", *output_dir.glob("hpc_ckpt_*.ckpt")]
+    found = [p for p in found if p.is_file()]
+    if found:
+        newest = max(found, key=lambda p: p.stat().st_mtime)
+        log.info("resuming from %s", newest)
+        return str(newest)
     return None
 
 
@@ -81,6 +85,8 @@ def run(cfg: DictConfig) -> tuple[dict[str, dict[str, float]], float | None]:
     datamodule = instantiate(cfg.data)
     datamodule.check()  # bad input fails here, before loggers and checkpoints exist
     datamodule, module, trainer = build(cfg, datamodule)
+    for logger in trainer.loggers:  # the resolved config: W&B run config, CSV hparams.yaml
+        logger.log_hyperparams(module.config)
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume_path(cfg.resume, output_dir))
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     trainer.test(module, datamodule=datamodule, ckpt_path=best or None, verbose=False)
@@ -129,12 +135,24 @@ def compare_with_baselines(cfg, datamodule, module, output_dir: Path):
     return results
 
 
+def _finish_wandb(exit_code: int) -> None:
+    """End the job's W&B run, so that the next job of an in-process multirun starts its own."""
+    wandb = sys.modules.get("wandb")  # imported by WandbLogger only
+    if wandb is not None and wandb.run is not None:
+        wandb.finish(exit_code=exit_code)
+
+
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
 @clean_errors
 def main(cfg: DictConfig) -> float | None:
     """Train; returns the best validation SSIM (the objective of Hydra sweepers)."""
     torch.set_float32_matmul_precision("high")
-    _, best_val_ssim = run(cfg)
+    try:
+        _, best_val_ssim = run(cfg)
+    except BaseException:
+        _finish_wandb(exit_code=1)
+        raise
+    _finish_wandb(exit_code=0)
     log.info("run directory: %s", HydraConfig.get().runtime.output_dir)
     return best_val_ssim
 

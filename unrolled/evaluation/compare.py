@@ -4,42 +4,25 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from unrolled.data.sample import Sample
-from unrolled.evaluation.runner import evaluate_method, reconstruct, summarise
+from unrolled.evaluation.runner import reconstruct
+from unrolled.evaluation.tuning import tune_parameter
+
+__all__ = [
+    "METRICS",
+    "format_table",
+    "print_table",
+    "save_comparison_figure",
+    "tune_parameter",  # lives in unrolled.evaluation.tuning, re-exported for existing callers
+    "write_metrics_json",
+]
 
 METRICS = ("psnr", "ssim", "nmse")
-
-
-def tune_parameter(
-    make_method: Callable[[float], nn.Module],
-    values: Sequence[float],
-    batches: Callable[[], Iterable[Sample]],
-    metric: str = "ssim",
-    device: str | torch.device = "cpu",
-) -> tuple[float, dict[float, float]]:
-    """Grid search: the value of ``values`` whose method scores best on ``batches``.
-
-    Args:
-        make_method: builds the method for one parameter value.
-        values: the grid.
-        batches: a callable returning a fresh iterable of batches (the validation split).
-        metric: volume-averaged metric to maximise (NMSE is minimised).
-
-    Returns:
-        ``(best value, {value: score})``.
-    """
-    scores = {}
-    for v in values:
-        scores[v] = summarise(evaluate_method(make_method(v), batches(), device))[metric]
-    pick = min if metric == "nmse" else max
-    best = pick(scores, key=scores.__getitem__)
-    return best, scores
 
 
 def write_metrics_json(results: dict[str, dict[str, float]], path: Path) -> Path:
