@@ -1,0 +1,146 @@
+"""fastMRI's E2E-VarNet behind our network interface: the reference for benchmarks.
+
+:class:`FastmriVarNet` wraps ``fastmri.models.VarNet`` (Sriram et al., 2020)
+unchanged and only converts the inputs: complex64 ``(B, C, H, W)`` k-space to
+fastMRI's trailing real/imaginary axis ``(B, C, H, W, 2)``, our float mask
+``(B, 1, H, W)`` to fastMRI's boolean column mask ``(B, 1, 1, W, 1)``. It is
+trained, evaluated and benchmarked by the same code as
+:class:`~unrolled.models.unrolled.UnrolledNet` (``model=varnet_fastmri``).
+
+``fastmri`` is an optional peer (a test oracle, installed with ``--no-deps``),
+imported only when the adapter is built.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from unrolled.models.unrolled import UnrolledOutput
+
+log = logging.getLogger(__name__)
+
+
+def _fastmri_mask(mask: torch.Tensor) -> torch.Tensor:
+    """Our float mask ``(B, 1, H, W)`` or ``(B, 1, 1, W)`` -> fastMRI's bool ``(B, 1, 1, W, 1)``.
+
+    Raises:
+        ValueError: the mask varies along the readout axis (a 2D mask), which
+            E2E-VarNet's calibration logic does not support.
+    """
+    if mask.dim() != 4:
+        raise ValueError(f"mask must be (B, 1, H, W), got shape {tuple(mask.shape)}")
+    cols = mask[:, :, :1, :]  # (B, 1, 1, W)
+    if mask.shape[-2] > 1 and not torch.equal(mask, cols.expand_as(mask)):
+        raise ValueError(
+            "fastMRI's VarNet supports 1D (column) masks only; this mask varies along H "
+            "(a 2D pattern such as Poisson-disc or Gaussian)"
+        )
+    return (cols > 0).unsqueeze(-1)  # (B, 1, 1, W, 1)
+
+
+class FastmriVarNet(nn.Module):
+    """fastMRI's E2E-VarNet with the call and output of :class:`UnrolledNet`.
+
+    The defaults are the published E2E-VarNet sizes (12 cascades, U-Nets of 18
+    channels and 4 pooling levels, a sensitivity U-Net of 8 channels).
+
+    Args:
+        num_cascades: VarNet cascades.
+        sens_chans: channels of the sensitivity-map U-Net.
+        sens_pools: pooling levels of the sensitivity-map U-Net.
+        chans: channels of each cascade's U-Net.
+        pools: pooling levels of each cascade's U-Net.
+        checkpointing: recompute each cascade in the backward pass (gradient
+            checkpointing, as ``UnrolledNet(checkpointing=True)``); off in the
+            published E2E-VarNet and in the benchmarks.
+        denoiser: ignored. Experiments written for :class:`UnrolledNet` (e.g.
+            ``experiment=embedded``) set ``model.denoiser.*``; accepting the key lets
+            ``model=varnet_fastmri`` compose with them. A warning names what was dropped.
+
+    Raises:
+        ImportError: the ``fastmri`` package is not installed.
+    """
+
+    def __init__(
+        self,
+        num_cascades: int = 12,
+        sens_chans: int = 8,
+        sens_pools: int = 4,
+        chans: int = 18,
+        pools: int = 4,
+        checkpointing: bool = False,
+        denoiser: Any = None,
+    ) -> None:
+        super().__init__()
+        if denoiser is not None:
+            log.warning("FastmriVarNet ignores the UnrolledNet setting model.denoiser=%s", denoiser)
+        try:
+            from fastmri.models import VarNet
+        except ImportError as e:
+            raise ImportError(
+                "FastmriVarNet needs the optional `fastmri` package (the benchmark reference); "
+                "install it with `uv pip install --no-deps fastmri==0.3.0` (it is not a "
+                f"dependency of unrolled): {e}"
+            ) from e
+        self.num_cascades = num_cascades
+        self.checkpointing = checkpointing
+        self.varnet = VarNet(
+            num_cascades=num_cascades,
+            sens_chans=sens_chans,
+            sens_pools=sens_pools,
+            chans=chans,
+            pools=pools,
+        )
+
+    def forward(
+        self,
+        kspace: torch.Tensor,
+        mask: torch.Tensor,
+        num_low_frequencies: torch.Tensor,
+        keys: list[tuple] | None = None,
+        return_cascades: bool = False,
+    ) -> UnrolledOutput:
+        """Reconstruct.
+
+        Args:
+            kspace: measured coil k-space, zero where not sampled, ``(B, C, H, W)``
+                complex64.
+            mask: 1D sampling mask, ``(B, 1, H, W)`` (constant over ``H``) or ``(B, 1, 1, W)``.
+            num_low_frequencies: calibration width per sample, ``(B,)``.
+            keys: ignored (the maps are learned, nothing is cached).
+            return_cascades: ignored; VarNet returns only its final image, so
+                ``cascades`` is always empty.
+
+        Returns:
+            :class:`UnrolledOutput` with ``image`` the RSS ``(B, H, W)``; ``kspace``
+            and ``maps`` are empty tensors (VarNet does not expose them).
+        """
+        del keys, return_cascades
+        k = torch.view_as_real(kspace.to(torch.complex64))  # (B, C, H, W, 2)
+        m = _fastmri_mask(mask)  # (B, 1, 1, W, 1)
+        nlf = torch.as_tensor(num_low_frequencies).reshape(-1)
+        if nlf.numel() == 1 or bool((nlf == nlf[0]).all()):
+            image = self._varnet(k, m, int(nlf[0]))  # (B, H, W)
+        else:  # VarNet takes one calibration width per call: run sample by sample
+            image = torch.cat(
+                [self._varnet(k[i : i + 1], m[i : i + 1], int(n)) for i, n in enumerate(nlf)]
+            )
+        empty = kspace.new_empty(0)
+        return UnrolledOutput(image=image, kspace=empty, maps=empty, cascades=[])
+
+    def _varnet(self, k: torch.Tensor, m: torch.Tensor, nlf: int) -> torch.Tensor:
+        """``VarNet.forward``, with each cascade checkpointed when asked to."""
+        if not (self.checkpointing and torch.is_grad_enabled()):
+            return self.varnet(k, m, nlf)
+        import fastmri
+
+        maps = self.varnet.sens_net(k, m, nlf)  # (B, C, H, W, 2)
+        pred = k.clone()
+        for cascade in self.varnet.cascades:
+            pred = checkpoint(cascade, pred, k, m, maps, use_reentrant=False)
+        return fastmri.rss(fastmri.complex_abs(fastmri.ifft2c(pred)), dim=1)  # (B, H, W)
