@@ -225,7 +225,7 @@ def loadavg() -> list[float]:
 
 
 def measure(
-    model: str, size: str, mode: str, threads: int = 1, reps=None, timeout: float = 900
+    model: str, size: str, mode: str, threads: int = 1, reps=None, timeout: float = 3600
 ) -> dict:
     """Run one measurement in a fresh subprocess; adds the load averages around it."""
     warmup, n, cap = reps or REPS[(size, mode)]
