@@ -20,13 +20,14 @@ MODELS: dict[str, list[str]] = {
         "model.sens_pools=4",
         "model.checkpointing=false",
     ],
-    # The model of conf/experiment/knee_multicoil_4x8x.yaml (checked by speed_memory.py).
-    "ours_knee": [
+    # 12 cascades like VarNet: the fastMRI experiments' model until commit 69f55e8.
+    "ours_12x64x8": [
         "model.num_cascades=12",
         "model.denoiser.cnn.channels=64",
         "model.denoiser.cnn.num_blocks=8",
         "model.checkpointing=true",
     ],
+    # The fastMRI experiments' model since 69f55e8 (checked by speed_memory.py).
     "ours_8x32x3": [
         "model.num_cascades=8",
         "model.denoiser.cnn.channels=32",
@@ -108,11 +109,18 @@ def build(name: str):
     return instantiate(compose(name).model)
 
 
-def check_knee_model() -> None:
-    """``ours_knee`` must be the network of ``experiment=knee_multicoil_4x8x``.
+EXPERIMENT_MODELS = {
+    "experiment=knee_multicoil_4x8x": "ours_8x32x3",
+    "experiment=brain_multicoil_4x8x": "ours_8x32x3",
+    "experiment=embedded": "ours_5x24x3",
+}
+
+
+def check_experiment_models() -> None:
+    """The networks of :data:`EXPERIMENT_MODELS` must still be those experiments' models.
 
     Raises:
-        AssertionError: the knee experiment's model changed; update :data:`MODELS`.
+        AssertionError: an experiment's model changed; update :data:`MODELS`.
     """
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
@@ -121,9 +129,10 @@ def check_knee_model() -> None:
 
     from unrolled.cli.common import CONFIG_DIR
 
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(version_base="1.3", config_dir=CONFIG_DIR):
-        knee = hydra_compose("train", ["experiment=knee_multicoil_4x8x"]).model
-    ours = compose("ours_knee").model
-    knee, ours = OmegaConf.to_container(knee), OmegaConf.to_container(ours)
-    assert knee == ours, f"ours_knee {ours} != the knee experiment's model {knee}"
+    for experiment, name in EXPERIMENT_MODELS.items():
+        GlobalHydra.instance().clear()
+        with initialize_config_dir(version_base="1.3", config_dir=CONFIG_DIR):
+            model = hydra_compose("train", [experiment]).model
+        ours = OmegaConf.to_container(compose(name).model)
+        model = OmegaConf.to_container(model)
+        assert model == ours, f"{name} {ours} != the model of {experiment} {model}"

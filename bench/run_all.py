@@ -164,7 +164,7 @@ def main(argv=None) -> None:
     parser.add_argument(
         "--full",
         action="store_true",
-        help="also time the knee model's knee-size training step (~15 CPU-min)",
+        help="also time ours_12x64x8's knee-size training step (~10+ CPU-min)",
     )
     parser.add_argument("--skip-quality", action="store_true")
     parser.add_argument(
@@ -186,7 +186,7 @@ def main(argv=None) -> None:
         return
 
     sizes = ("embedded",) if args.quick else ("embedded", "knee")
-    comparisons = [("matched cascades", "ours_knee", "varnet")]
+    comparisons = [("matched cascades", "ours_12x64x8", "varnet")]
     comparisons += [("matched quality", ours, "varnet") for ours in args.ours]
     args.out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()

@@ -44,7 +44,7 @@ SIZES = {
 
 # (label, ours, theirs); "matched quality" is the network of bench/quality_per_budget.py.
 COMPARISONS = [
-    ("matched cascades", "ours_knee", "varnet"),
+    ("matched cascades", "ours_12x64x8", "varnet"),
     ("matched quality", "ours_5x24x3", "varnet"),
     ("matched quality", "ours_8x32x3", "varnet"),
 ]
@@ -57,9 +57,9 @@ REPS = {
     ("knee", "infer"): (1, 2, 90),
     ("knee", "train"): (1, 1, 0),
 }
-# The knee experiment's network is ~10x VarNet's convolution work: one repetition each, no
-# warm-up, and its knee-size training step (~15 CPU-minutes) only with `full=True`.
-HEAVY = {"ours_knee"}
+# The 12 x 64 x 8 network is ~10x VarNet's convolution work: one repetition each, no
+# warm-up, and its knee-size training step (10+ CPU-minutes) only with `full=True`.
+HEAVY = {"ours_12x64x8"}
 REPS_HEAVY = {
     ("embedded", "infer"): (1, 1, 0),
     ("embedded", "train"): (0, 1, 0),
@@ -264,7 +264,7 @@ def run(
     out: Path | None = RESULTS / "speed_memory.json",
 ) -> dict:
     """Measure every model of ``comparisons`` at every size and mode; ratios ours/theirs."""
-    networks.check_knee_model()
+    networks.check_experiment_models()
     models = list(dict.fromkeys(m for _, ours, theirs in comparisons for m in (ours, theirs)))
     records, skipped = [], []
     for size in sizes:
@@ -372,14 +372,14 @@ def main(argv=None) -> None:
     parser.add_argument("--sizes", nargs="+", default=["embedded", "knee"], choices=list(SIZES))
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument(
-        "--full", action="store_true", help="also the knee model's knee-size training step"
+        "--full", action="store_true", help="also ours_12x64x8's knee-size training step"
     )
     parser.add_argument("--out", type=Path, default=RESULTS / "speed_memory.json")
     parser.add_argument(
         "--only",
         nargs="+",
         metavar="MODEL:SIZE:MODE",
-        help="measure just these (e.g. ours_knee:knee:train) and merge them into --out",
+        help="measure just these (e.g. ours_12x64x8:knee:train) and merge them into --out",
     )
     args = parser.parse_args(argv)
     if args.worker:
