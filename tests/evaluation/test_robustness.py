@@ -16,6 +16,7 @@ from unrolled.evaluation.robustness import (
     estimate_noise_std,
     evaluate_condition,
     grid,
+    kspace_errors,
     load_slices,
 )
 
@@ -49,7 +50,8 @@ def test_degrade_keeps_a_clean_reference_of_the_kept_coils(slices):
     noisy, clean = degrade(raw, Condition(noise=4.0, num_coils=2), g)
     assert noisy.kspace.shape[0] == 2
     assert not torch.equal(noisy.kspace, raw.kspace[:2])
-    assert clean.shape == raw.kspace.shape[-2:]
+    assert clean.shape == (2, *raw.kspace.shape[-2:])  # clean coil k-space of the kept coils
+    torch.testing.assert_close(clean, raw.kspace[:2])
     with pytest.raises(ValueError, match="num_coils"):
         degrade(raw, Condition(num_coils=99), g)
 
@@ -67,8 +69,28 @@ def test_indicators_and_trends(slices):
     for name in methods:
         assert hard[name]["ssim"] < base[name]["ssim"]
         assert noisy[name]["psnr"] < base[name]["psnr"]
-    # zero-filled leaves its error where nothing was measured
-    assert base["zero_filled"]["hallucination"] > 1
+    # zero-filled puts nothing where nothing was measured: the indicator's unit, exactly;
+    # CG-SENSE recovers part of it, and its sampled error is small but not zero
+    assert base["zero_filled"]["hallucination"] == pytest.approx(1.0, abs=1e-6)
+    assert base["zero_filled"]["sampled_error"] == pytest.approx(0.0, abs=1e-9)
+    assert base["cg_sense"]["hallucination"] < 1
+    assert 0 < base["cg_sense"]["sampled_error"] < 0.1
+
+
+def test_hallucination_flags_invented_energy_and_is_blind_to_hard_dc():
+    torch.manual_seed(0)
+    k_ref = torch.randn(2, 3, 16, 16, dtype=torch.complex64)
+    mask = torch.zeros(2, 1, 16, 16)
+    mask[..., ::2] = 1
+    y = k_ref * mask
+    # hard DC: exact on the samples, half the missing energy recovered
+    good = torch.where(mask > 0, y, 0.5 * k_ref)
+    stats = kspace_errors(good, y, k_ref, mask)
+    assert stats["dc_residual"] == pytest.approx([0.0, 0.0])
+    assert stats["hallucination"] == pytest.approx([0.25, 0.25], rel=1e-5)
+    # energy that the reference does not have, where nothing was measured: above 1
+    invented = torch.where(mask > 0, y, k_ref + 2 * torch.randn_like(k_ref))
+    assert min(kspace_errors(invented, y, k_ref, mask)["hallucination"]) > 1
 
 
 def test_cli_writes_csv_markdown_and_plot(tiny_root, tmp_path):

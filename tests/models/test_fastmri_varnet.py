@@ -9,6 +9,9 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import open_dict
 
+from unrolled.physics.coils import rss
+from unrolled.physics.fft import ifft2c
+
 pytest.importorskip("fastmri")
 
 from unrolled.cli.common import CONFIG_DIR  # noqa: E402
@@ -42,7 +45,11 @@ def test_same_image_as_fastmri_varnet():
         ref = _direct(net, k, mask, 6)
     assert out.image.shape == (2, 32, 24) and out.image.dtype == torch.float32
     torch.testing.assert_close(out.image, ref, rtol=0, atol=0)
-    assert out.cascades == [] and out.kspace.numel() == 0 and out.maps.numel() == 0
+    assert out.cascades == []
+    # the final coil k-space and the learned maps are exposed (robustness, SSDU use them)
+    assert out.kspace.shape == out.maps.shape == (2, 4, 32, 24)
+    assert out.kspace.dtype == torch.complex64
+    torch.testing.assert_close(rss(ifft2c(out.kspace), dim=1), ref, rtol=1e-5, atol=1e-6)
     # a (B, 1, 1, W) column mask is accepted as well
     with torch.no_grad():
         cols = net(k, mask[:, :, :1, :], nlf).image

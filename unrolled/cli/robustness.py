@@ -61,6 +61,10 @@ def run(cfg: DictConfig, output_dir: Path) -> list[dict]:
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="robustness")
 @clean_errors
 def main(cfg: DictConfig) -> None:
+    if cfg.get("num_threads") and str(cfg.device) == "cpu":
+        import torch
+
+        torch.set_num_threads(int(cfg.num_threads))
     run(cfg, Path(HydraConfig.get().runtime.output_dir))
 
 

@@ -117,30 +117,39 @@ class FastmriVarNet(nn.Module):
                 ``cascades`` is always empty.
 
         Returns:
-            :class:`UnrolledOutput` with ``image`` the RSS ``(B, H, W)``; ``kspace``
-            and ``maps`` are empty tensors (VarNet does not expose them).
+            :class:`UnrolledOutput` with ``image`` the RSS ``(B, H, W)``, ``kspace``
+            the final coil k-space ``(B, C, H, W)`` complex64 and ``maps`` VarNet's
+            learned sensitivities ``(B, C, H, W)`` complex64.
         """
         del keys, return_cascades
         k = torch.view_as_real(kspace.to(torch.complex64))  # (B, C, H, W, 2)
         m = _fastmri_mask(mask)  # (B, 1, 1, W, 1)
         nlf = torch.as_tensor(num_low_frequencies).reshape(-1)
         if nlf.numel() == 1 or bool((nlf == nlf[0]).all()):
-            image = self._varnet(k, m, int(nlf[0]))  # (B, H, W)
+            pred, maps = self._varnet(k, m, int(nlf[0]))
         else:  # VarNet takes one calibration width per call: run sample by sample
-            image = torch.cat(
-                [self._varnet(k[i : i + 1], m[i : i + 1], int(n)) for i, n in enumerate(nlf)]
-            )
-        empty = kspace.new_empty(0)
-        return UnrolledOutput(image=image, kspace=empty, maps=empty, cascades=[])
-
-    def _varnet(self, k: torch.Tensor, m: torch.Tensor, nlf: int) -> torch.Tensor:
-        """``VarNet.forward``, with each cascade checkpointed when asked to."""
-        if not (self.checkpointing and torch.is_grad_enabled()):
-            return self.varnet(k, m, nlf)
+            outs = [self._varnet(k[i : i + 1], m[i : i + 1], int(n)) for i, n in enumerate(nlf)]
+            pred = torch.cat([o[0] for o in outs])
+            maps = torch.cat([o[1] for o in outs])
         import fastmri
 
+        image = fastmri.rss(fastmri.complex_abs(fastmri.ifft2c(pred)), dim=1)  # (B, H, W)
+        pred_c = torch.view_as_complex(pred.float().contiguous())  # (B, C, H, W)
+        maps_c = torch.view_as_complex(maps.float().contiguous())
+        return UnrolledOutput(image=image, kspace=pred_c, maps=maps_c, cascades=[])
+
+    def _varnet(self, k: torch.Tensor, m: torch.Tensor, nlf: int):
+        """``VarNet.forward`` step by step (identical arithmetic), keeping the k-space and
+        the maps, with each cascade checkpointed when asked to.
+
+        Returns ``(predicted k-space, maps)``, both ``(B, C, H, W, 2)``.
+        """
         maps = self.varnet.sens_net(k, m, nlf)  # (B, C, H, W, 2)
         pred = k.clone()
+        ckpt = self.checkpointing and torch.is_grad_enabled()
         for cascade in self.varnet.cascades:
-            pred = checkpoint(cascade, pred, k, m, maps, use_reentrant=False)
-        return fastmri.rss(fastmri.complex_abs(fastmri.ifft2c(pred)), dim=1)  # (B, H, W)
+            if ckpt:
+                pred = checkpoint(cascade, pred, k, m, maps, use_reentrant=False)
+            else:
+                pred = cascade(pred, k, m, maps)
+        return pred, maps
