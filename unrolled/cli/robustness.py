@@ -44,11 +44,13 @@ def run(cfg: DictConfig, output_dir: Path) -> list[dict]:
     rows: list[dict] = []
     with Progress() as progress:
         task = progress.add_task(f"{len(cells)} cells x {len(methods)} methods", total=len(cells))
+        done: dict[Condition, dict] = {}  # the base cell recurs once per axis: score it once
         for axis, cond in cells:
-            results = evaluate_condition(
-                methods, slices, cond, cfg.batch_size, cfg.device, seed=cfg.seed
-            )
-            rows += rows_for(axis, cond, results)
+            if cond not in done:
+                done[cond] = evaluate_condition(
+                    methods, slices, cond, cfg.batch_size, cfg.device, seed=cfg.seed
+                )
+            rows += rows_for(axis, cond, done[cond])
             progress.advance(task)
     output_dir.mkdir(parents=True, exist_ok=True)
     write_csv(rows, output_dir / "robustness.csv")
