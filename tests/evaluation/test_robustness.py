@@ -1,6 +1,7 @@
 """The robustness suite on the tiny embedded set: grid, degradations, indicators, outputs."""
 
 import csv
+import math
 import os
 import subprocess
 import sys
@@ -118,3 +119,17 @@ def test_cli_writes_csv_markdown_and_plot(tiny_root, tmp_path):
     assert len(rows) == 8 and {r["method"] for r in rows} == {"zero_filled"}
     assert (tmp_path / "robustness.png").stat().st_size > 10_000
     assert "| acceleration | 2 | zero_filled |" in (tmp_path / "robustness.md").read_text()
+
+
+def test_a_method_that_cannot_run_a_condition_leaves_a_gap(slices):
+    class ColumnMasksOnly(torch.nn.Module):
+        def forward(self, kspace, mask, num_low_frequencies, keys=None):
+            raise ValueError("2D masks are not supported")
+
+    out = evaluate_condition(
+        {"zero_filled": ZeroFilled(), "columns_only": ColumnMasksOnly()},
+        slices,
+        Condition(mask_type="poisson", center_fraction=0.16),
+    )
+    assert all(math.isnan(v) for v in out["columns_only"].values())
+    assert out["zero_filled"]["ssim"] > 0
