@@ -35,7 +35,17 @@ def test_experiments_compose_and_instantiate(experiment, tmp_path):
 
 
 @pytest.mark.parametrize(
-    "group", ["mask", "model/denoiser", "model/dc", "model/sens", "loss", "optimizer", "scheduler"]
+    "group",
+    [
+        "mask",
+        "model/denoiser",
+        "model/dc",
+        "model/sens",
+        "loss",
+        "optimizer",
+        "scheduler",
+        "training",
+    ],
 )
 def test_every_group_option_instantiates(group, tmp_path):
     import torch
@@ -51,6 +61,14 @@ def test_every_group_option_instantiates(group, tmp_path):
         elif group == "scheduler":
             opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
             obj(opt, total_steps=10)
+        elif group == "training":  # a partial module: given the other groups' objects
+            module = obj(
+                net=instantiate(cfg.model),
+                loss=instantiate(cfg.loss),
+                optimizer=instantiate(cfg.optimizer),
+                scheduler=instantiate(cfg.scheduler),
+            )
+            assert type(module).__name__ == node._target_.rsplit(".", 1)[1]
         elif group == "model/denoiser":
             net = instantiate(cfg.model)
             assert type(net.denoisers[0].cnn).__name__ == node.cnn._target_.rsplit(".", 1)[1]

@@ -5,6 +5,7 @@ Examples::
     unrolled-train                                   # embedded data, CPU, ~10 minutes
     unrolled-train model.num_cascades=8 model/dc=cg mask.accelerations=[8] trainer.max_epochs=5
     unrolled-train experiment=knee_multicoil_4x8x data.root=/data/knee trainer=ddp
+    unrolled-train training=ssdu training.split.ratio=0.4   # self-supervised (SSDU)
 """
 
 from __future__ import annotations
@@ -54,9 +55,15 @@ def resume_path(resume: str | None, output_dir: Path) -> str | None:
 
 
 def build(cfg: DictConfig, datamodule=None):
-    """Instantiate the data module (unless given), Lightning module and trainer of a config."""
+    """Instantiate the data module (unless given), Lightning module and trainer of a config.
+
+    The Lightning module is the ``training`` group's (supervised by default, ``training=ssdu``
+    for self-supervised training); configs without that group train supervised.
+    """
     datamodule = datamodule if datamodule is not None else instantiate(cfg.data)
-    module = ReconModule(
+    # conf/training/: the module class and its own arguments (supervised, ssdu), as a partial
+    make_module = instantiate(cfg.training) if cfg.get("training") else ReconModule
+    module = make_module(
         net=instantiate(cfg.model),
         loss=instantiate(cfg.loss),
         optimizer=instantiate(cfg.optimizer),

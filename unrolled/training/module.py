@@ -69,14 +69,22 @@ class ReconModule(L.LightningModule):
         self.log("train/loss", loss, prog_bar=True, batch_size=len(batch.fname))
         return loss
 
+    def eval_loss(self, batch: Sample, pred: torch.Tensor) -> torch.Tensor | None:
+        """The ``val/loss`` (``test/loss``) of a batch: the training loss against the
+        reference, or ``None`` without one. ``pred``: the cropped images ``(B, h, w)``."""
+        if not batch.has_target:
+            return None
+        return self.loss(pred, batch.target, batch.max_value)
+
     def _eval_step(self, batch: Sample, stage: str) -> None:
         pred, _ = self(batch)
+        acc = self._metrics.setdefault(stage, VolumeMetricAccumulator())
+        loss = self.eval_loss(batch, pred)
+        if loss is not None:
+            acc.loss_sum += float(loss) * len(batch.fname)
+            acc.loss_count += len(batch.fname)
         if not batch.has_target:
             return
-        loss = self.loss(pred, batch.target, batch.max_value)
-        acc = self._metrics.setdefault(stage, VolumeMetricAccumulator())
-        acc.loss_sum += float(loss) * len(batch.fname)
-        acc.loss_count += len(batch.fname)
         for i, fname in enumerate(batch.fname):
             acc.update(fname, batch.slice_num[i], pred[i], batch.target[i], batch.max_value[i])
 
