@@ -7,15 +7,26 @@ Examples::
     unrolled-reconstruct method=cg_sense input_dir=data/val output_dir=recon_cg \\
         mask.accelerations=[8] mask.center_fractions=[0.04]
     unrolled-reconstruct method=zero_filled input_dir=data/test output_dir=recon overwrite=true
+    unrolled-reconstruct method=zeroshot input_dir=data/val output_dir=recon_zs
 
 Options live in ``conf/reconstruct.yaml``; the logic in
 :mod:`unrolled.evaluation.inference`. Bad input (a missing folder or
 checkpoint, a corrupt file, outputs that exist without ``overwrite=true``)
 prints one line on stderr, exits with status 1 and writes nothing.
+
+A method that fits itself to each slice (``method=zeroshot``) keeps a
+training history per slice (its ``histories`` attribute); for each volume,
+``<stem>_curves.csv`` and ``<stem>_curves.png`` (training and held-out loss
+per slice) are written beside the reconstruction. They obey the same rules:
+existing ones are refused before any work without ``overwrite=true``, they are
+rendered while the volumes are reconstructed (a failure leaves nothing), and
+written once every reconstruction is in place.
 """
 
 from __future__ import annotations
 
+import io
+import os
 import sys
 from pathlib import Path
 from typing import NoReturn
@@ -57,12 +68,20 @@ def main(cfg: DictConfig) -> None:
     volumes = list_volumes(input_dir, cfg.challenge)
     check_outputs(volumes, output_dir, cfg.overwrite)  # before loading anything heavy
     method = _instantiate(cfg.method, "method")
+    curves = _curve_paths(method, volumes, output_dir, bool(cfg.overwrite))
     mask_func = _instantiate(cfg.mask, "mask") if cfg.get("mask") else None
     name = HydraConfig.get().runtime.choices.get("method", "method")
     if device.type == "cuda":
         torch.set_float32_matmul_precision("high")
 
     total = sum(v.num_slices for v in volumes)
+    rendered: dict[Path, bytes] = {}
+
+    def on_volume(vol) -> None:
+        progress.advance(task)
+        if curves:
+            rendered.update(_render_curves(method, vol, curves[vol.fname]))
+
     with _progress(cfg.get("progress", True)) as progress:
         task = progress.add_task(f"{name}", total=len(volumes))
         summary = reconstruct_volumes(
@@ -74,12 +93,70 @@ def main(cfg: DictConfig) -> None:
             device=device,
             dtype=dtype,
             overwrite=bool(cfg.overwrite),
-            on_volume=lambda vol: progress.advance(task),
+            on_volume=on_volume,
         )
+    for path, data in rendered.items():
+        _write_file(path, data, bool(cfg.overwrite))
     print(
         f"reconstructed {len(volumes)} volumes ({total} slices) with {name} on {device} "
         f"in {summary.seconds:.1f} s ({summary.slices_per_second:.2f} slices/s) -> {output_dir}"
     )
+
+
+def _curve_paths(method, volumes, output_dir: Path, overwrite: bool) -> dict[str, list[Path]]:
+    """Per volume, the curve files of a method with training histories (else nothing).
+
+    Raises:
+        FileExistsError: some exist already and ``overwrite`` is false.
+    """
+    if getattr(method, "histories", None) is None:
+        return {}
+    paths = {
+        v.fname: [output_dir / f"{Path(v.fname).stem}_curves.{ext}" for ext in ("csv", "png")]
+        for v in volumes
+    }
+    existing = [p.name for ps in paths.values() for p in ps if p.exists()]
+    if existing and not overwrite:
+        raise FileExistsError(
+            f"{output_dir}: {len(existing)} training-curve files exist already "
+            f"({', '.join(existing)}); pass overwrite=true to replace them"
+        )
+    return paths
+
+
+def _render_curves(method, vol, paths: list[Path]) -> dict[Path, bytes]:
+    """The CSV and PNG of the slices fitted for ``vol`` (their histories are then dropped)."""
+    from unrolled.training.zeroshot import history_csv, plot_histories
+
+    mine = [h.key[:1] == (vol.fname,) for h in method.histories]
+    histories = [h for h, m in zip(method.histories, mine, strict=True) if m]
+    method.histories[:] = [h for h, m in zip(method.histories, mine, strict=True) if not m]
+    png = io.BytesIO()
+    plot_histories(histories, png, title=vol.fname)
+    csv_path, png_path = paths
+    return {csv_path: history_csv(histories).encode(), png_path: png.getvalue()}
+
+
+def _write_file(path: Path, data: bytes, overwrite: bool) -> None:
+    """Write atomically; without ``overwrite`` never replace a file that appeared meanwhile."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    try:
+        if overwrite:
+            os.replace(tmp, path)
+        else:
+            try:
+                os.link(tmp, path)  # atomic, fails if path exists
+            except FileExistsError:
+                raise FileExistsError(
+                    f"{path}: created by someone else meanwhile; pass overwrite=true to replace"
+                ) from None
+            except OSError:  # no hard links on this file system
+                if path.exists():
+                    raise FileExistsError(f"{path}: created by someone else meanwhile") from None
+                os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _instantiate(node: DictConfig, what: str):

@@ -1,0 +1,501 @@
+"""Scan-specific zero-shot self-supervised reconstruction (ZS-SSL, Yaman et al., ICLR 2022).
+
+:class:`ZeroShot` fits a fresh copy of an unrolled network to each slice
+alone, from nothing but its own undersampled k-space, then reconstructs the
+slice with the fitted network. The acquired locations ``Omega`` are divided
+once per slice into
+
+- ``Gamma``: a held-out validation set (``val_ratio`` of ``Omega``, drawn
+  outside the calibration region), never shown to the network and never in
+  the training loss; its k-space loss, with the network given
+  ``Omega \\ Gamma``, only decides when to stop;
+- ``Omega \\ Gamma``, split SSDU-style into ``Theta`` (the network's input,
+  its data consistency) and ``Lambda`` (the training loss), ``num_splits``
+  such partitions drawn once and cycled through.
+
+The training loss keeps falling as the network overfits its own samples;
+the held-out loss turns up when the image starts to degrade. Training stops
+when the held-out loss has not improved for ``patience`` validations, when
+``max_steps`` or the wall-time budget is reached, and the weights of the best
+validation are restored. The final image uses all of ``Omega``.
+
+Coil maps: an ESPIRiT ``sens`` is computed once per slice from the k-space
+``Omega \\ Gamma``, whose calibration region is complete (``Gamma`` avoids
+it), and reused for every step, the validation and the final image; learned
+maps are trained end to end from what the network sees.
+
+``ZeroShot`` has the call signature of :class:`~unrolled.models.unrolled.UnrolledNet`
+(it is a reconstruction *method*, usable by ``unrolled-reconstruct``); it
+fits with gradients enabled even when called under ``torch.no_grad()``. The
+per-slice training curves are kept in :attr:`ZeroShot.histories`.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import io
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from os import PathLike
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from unrolled.data.errors import DataError
+from unrolled.models.sensitivity import EspiritSensitivity, calibration_columns
+from unrolled.models.unrolled import UnrolledOutput
+from unrolled.physics.splitting import split_mask
+from unrolled.training.losses import KSpaceL1L2Loss
+
+log = logging.getLogger(__name__)
+
+CSV_FIELDS = ("key", "step", "train_loss", "val_loss", "lr", "seconds")
+
+
+@dataclass
+class StepRecord:
+    """One optimisation step of a scan's fit.
+
+    Attributes:
+        step: 1-based step count after this step.
+        train_loss: the SSDU loss on ``Lambda`` of this step.
+        val_loss: held-out loss on ``Gamma`` after this step (NaN if not validated).
+        lr: learning rate of this step.
+        seconds: wall time since the fit of this scan started.
+        extra: what an optional monitor returned (e.g. PSNR against a reference).
+    """
+
+    step: int
+    train_loss: float
+    val_loss: float
+    lr: float
+    seconds: float
+    extra: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class ScanHistory:
+    """The fit of one slice.
+
+    Attributes:
+        key: the slice's key (``(fname, slice)`` from the caller, or its batch index).
+        records: one per optimisation step, in order.
+        initial_val_loss: held-out loss before any step (the initial or warm-started net).
+        initial_extra: what the monitor returned before any step.
+        best_step: step whose weights were kept (0: the initial weights).
+        best_val_loss: held-out loss at ``best_step``.
+        stop_reason: ``"patience"``, ``"max_steps"`` or ``"time_budget"``.
+        seconds: wall time of the fit (monitor excluded) and, when run by
+            :meth:`ZeroShot.forward`, of the final reconstruction.
+    """
+
+    key: tuple
+    records: list[StepRecord] = field(default_factory=list)
+    initial_val_loss: float = math.nan
+    initial_extra: dict[str, float] = field(default_factory=dict)
+    best_step: int = 0
+    best_val_loss: float = math.inf
+    stop_reason: str = ""
+    seconds: float = 0.0
+
+    @property
+    def last_step(self) -> int:
+        return self.records[-1].step if self.records else 0
+
+
+Monitor = Callable[[int, nn.Module], dict[str, float]]
+"""``monitor(step, net)`` -> extra values to record (benchmarks: e.g. PSNR of the current net)."""
+
+
+class ZeroShot(nn.Module):
+    """Fit a copy of ``net`` to each slice from its own k-space, then reconstruct it.
+
+    Args:
+        net: the network to fit (``UnrolledNet`` call signature); every slice
+            starts from a copy of its initial (or warm-started) weights.
+        checkpoint: warm start: an ``unrolled-train`` checkpoint (its
+            ``net.*`` weights) or a plain state dict, loaded into ``net``.
+        strict: warm start only if every weight matches; otherwise load the
+            tensors whose name and shape match (e.g. the denoisers of a
+            network trained with learned maps into one using ESPIRiT), and at
+            least one must.
+        lr: peak Adam learning rate.
+        max_steps: optimisation steps at most.
+        warmup_steps: linear warm-up of the learning rate, then cosine decay
+            (see :meth:`lr_factor`: it ends at ``max_steps`` or at the time
+            budget, whichever comes first).
+        min_lr_ratio: final learning rate relative to ``lr``.
+        weight_decay: Adam weight decay.
+        grad_clip: gradient-norm clipping (``None``: none).
+        val_ratio: fraction of the acquired points held out (``Gamma``).
+        val_selection: ``"uniform"`` or ``"gaussian"`` selection of ``Gamma``.
+        loss_ratio: fraction of ``Omega \\ Gamma`` in each loss set ``Lambda`` (SSDU's rho).
+        loss_selection: selection of ``Lambda``.
+        keep_center: central ``(rows, cols)`` block always in ``Theta``.
+        std_scale: width of the Gaussian selection (``std = size / std_scale``).
+        num_splits: ``(Theta, Lambda)`` partitions drawn per slice, cycled through.
+        val_every: validate every so many steps.
+        patience: stop after this many validations without improvement.
+        min_delta: relative improvement that counts as one.
+        time_budget_s: wall-time budget of one slice's fit (``None``: none).
+        seed: seeds the splits (the same for every slice) and, without a
+            checkpoint, the network's initial weights, so that runs repeat.
+        loss: k-space loss ``loss(pred, target, mask)`` (default SSDU's L1-L2).
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        checkpoint: str | PathLike[str] | None = None,
+        strict: bool = False,
+        lr: float = 1e-3,
+        max_steps: int = 300,
+        warmup_steps: int = 20,
+        min_lr_ratio: float = 0.05,
+        weight_decay: float = 0.0,
+        grad_clip: float | None = 1.0,
+        val_ratio: float = 0.2,
+        val_selection: str = "uniform",
+        loss_ratio: float = 0.4,
+        loss_selection: str = "gaussian",
+        keep_center: Sequence[int] = (4, 4),
+        std_scale: float = 4.0,
+        num_splits: int = 8,
+        val_every: int = 5,
+        patience: int = 10,
+        min_delta: float = 1e-3,
+        time_budget_s: float | None = 480.0,
+        seed: int = 0,
+        loss: nn.Module | None = None,
+    ) -> None:
+        super().__init__()
+        if max_steps < 1 or val_every < 1 or patience < 1 or num_splits < 1:
+            raise ValueError("max_steps, val_every, patience and num_splits must be positive")
+        if not 0.0 < val_ratio < 1.0 or not 0.0 < loss_ratio < 1.0:
+            raise ValueError(f"val_ratio and loss_ratio must be in (0, 1): {val_ratio, loss_ratio}")
+        self.net = net
+        self.checkpoint = None if checkpoint is None else str(checkpoint)
+        if checkpoint is not None:
+            load_warm_start(net, checkpoint, strict=strict)
+        else:  # the same initial weights in every run, whatever the global RNG
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                for m in net.modules():
+                    if m is not net and hasattr(m, "reset_parameters"):
+                        m.reset_parameters()
+        self.lr = lr
+        self.max_steps = max_steps
+        self.warmup_steps = warmup_steps
+        self.min_lr_ratio = min_lr_ratio
+        self.weight_decay = weight_decay
+        self.grad_clip = grad_clip
+        self.val_ratio = val_ratio
+        self.val_selection = val_selection
+        self.loss_ratio = loss_ratio
+        self.loss_selection = loss_selection
+        self.keep_center = (int(keep_center[0]), int(keep_center[1]))
+        self.std_scale = std_scale
+        self.num_splits = num_splits
+        self.val_every = val_every
+        self.patience = patience
+        self.min_delta = min_delta
+        self.time_budget_s = time_budget_s
+        self.seed = seed
+        self.loss = loss or KSpaceL1L2Loss()
+        self.histories: list[ScanHistory] = []
+
+    # --- splitting ---------------------------------------------------------------
+
+    def split(
+        self, mask: torch.Tensor, num_low_frequencies: int
+    ) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]:
+        """Partition one slice's acquired points.
+
+        Args:
+            mask: ``(1, 1, H, W)`` acquired locations ``Omega``.
+            num_low_frequencies: calibration width (columns), kept out of ``Gamma``.
+
+        Returns:
+            ``(gamma, [(theta, lam), ...])``, all ``(1, 1, H, W)`` float, disjoint
+            within a pair, ``theta + lam + gamma = Omega``.
+        """
+        gen = torch.Generator().manual_seed(self.seed)
+        h, w = mask.shape[-2:]
+        omega = (mask != 0).float().expand(1, 1, h, w)
+        acs = calibration_columns(w, torch.tensor([num_low_frequencies])).to(mask.device)
+        outside = omega * ~acs  # Gamma is drawn outside the calibration columns
+        ratio = self.val_ratio * float(omega.sum()) / max(float(outside.sum()), 1.0)
+        if ratio >= 1.0:
+            raise ValueError(
+                f"cannot hold out {self.val_ratio:.0%} of the samples outside the calibration "
+                "region: lower val_ratio"
+            )
+        _, gamma = split_mask(outside, ratio, self.val_selection, (0, 0), self.std_scale, gen)
+        train = omega - gamma  # (1, 1, H, W): Omega \ Gamma
+        pairs = [
+            split_mask(
+                train, self.loss_ratio, self.loss_selection, self.keep_center, self.std_scale, gen
+            )
+            for _ in range(self.num_splits)
+        ]
+        return gamma, pairs
+
+    # --- fitting -----------------------------------------------------------------
+
+    def lr_factor(self, step: int, elapsed: float = 0.0) -> float:
+        """Learning rate of 0-based ``step``, relative to ``lr``.
+
+        Linear warm-up over ``warmup_steps``, then cosine decay to
+        ``min_lr_ratio``. The decay's progress is the larger of the fraction
+        of ``max_steps`` done and the fraction of the time budget spent, so
+        that the rate has decayed when the budget runs out, however loaded
+        the machine is.
+        """
+        warmup = min(self.warmup_steps, self.max_steps - 1)
+        if step < warmup:
+            return (step + 1) / (warmup + 1)
+        progress = (step - warmup) / max(self.max_steps - warmup, 1)
+        if self.time_budget_s:
+            progress = max(progress, elapsed / self.time_budget_s)
+        progress = min(progress, 1.0)
+        cosine = 0.5 * (1 + math.cos(math.pi * progress))
+        return self.min_lr_ratio + (1 - self.min_lr_ratio) * cosine
+
+    def fit_scan(
+        self,
+        kspace: torch.Tensor,
+        mask: torch.Tensor,
+        num_low_frequencies: torch.Tensor,
+        key: tuple = (0,),
+        monitor: Monitor | None = None,
+    ) -> tuple[nn.Module, ScanHistory]:
+        """Fit a fresh copy of the network to one slice.
+
+        Args:
+            kspace: ``(1, C, H, W)`` measured coil k-space, zero where not sampled.
+            mask: ``(1, 1, H, W)`` (or broadcastable) acquired locations.
+            num_low_frequencies: ``(1,)`` calibration width.
+            key: the slice's name in the history (and the ESPIRiT cache of the copy).
+            monitor: called after each validation (no gradients) with the network;
+                its time is left off the clock (budget, schedule, ``seconds``).
+
+        Returns:
+            ``(fitted network with the best weights, history)``.
+        """
+        start = time.perf_counter()
+        h, w = kspace.shape[-2:]
+        mask = (mask != 0).float().expand(1, 1, h, w)
+        nlf = num_low_frequencies.reshape(1)
+        gamma, pairs = self.split(mask, int(nlf))
+        gamma = gamma.to(kspace.device)
+        pairs = [(t.to(kspace.device), lam.to(kspace.device)) for t, lam in pairs]
+        train = mask - gamma
+        y_train = kspace * train  # (1, C, H, W): Gamma removed
+
+        net = copy.deepcopy(self.net).to(kspace.device).train()
+        keys = [tuple(key)]
+        # ESPIRiT maps once, from the complete calibration region, cached for every call
+        if isinstance(getattr(net, "sens", None), EspiritSensitivity):
+            net.sens(y_train, train, nlf, keys=keys)
+        params = [p for p in net.parameters() if p.requires_grad]
+        opt = torch.optim.Adam(params, lr=self.lr, weight_decay=self.weight_decay)
+
+        hist = ScanHistory(key=tuple(key))
+        monitored = 0.0  # seconds spent in the monitor: not on the clock
+
+        def clock() -> float:
+            return time.perf_counter() - start - monitored
+
+        def validate(step: int) -> float:
+            nonlocal monitored
+            with torch.no_grad():
+                out = net(y_train, train, nlf, keys=keys)
+                val = float(self.loss(out.kspace, kspace, gamma))
+                if monitor is not None:
+                    t0 = time.perf_counter()
+                    extra = monitor(step, net)
+                    (hist.records[-1].extra if hist.records else hist.initial_extra).update(extra)
+                    monitored += time.perf_counter() - t0
+            return val
+
+        with torch.enable_grad():
+            hist.initial_val_loss = hist.best_val_loss = validate(0)
+            best_state = copy.deepcopy(net.state_dict())
+            bad = 0
+            for step in range(1, self.max_steps + 1):
+                theta, lam = pairs[(step - 1) % len(pairs)]
+                lr = self.lr * self.lr_factor(step - 1, clock())
+                for group in opt.param_groups:
+                    group["lr"] = lr
+                out = net(kspace * theta, theta, nlf, keys=keys)
+                loss = self.loss(out.kspace, kspace, lam)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                if self.grad_clip is not None:
+                    nn.utils.clip_grad_norm_(params, self.grad_clip)
+                opt.step()
+                record = StepRecord(step, loss.item(), math.nan, lr, 0.0)
+                hist.records.append(record)
+                over_budget = self.time_budget_s is not None and clock() > self.time_budget_s
+                if step % self.val_every == 0 or step == self.max_steps or over_budget:
+                    record.val_loss = validate(step)
+                    if record.val_loss < hist.best_val_loss * (1 - self.min_delta):
+                        hist.best_val_loss, hist.best_step, bad = record.val_loss, step, 0
+                        best_state = copy.deepcopy(net.state_dict())
+                    else:
+                        bad += 1
+                    log.info(
+                        "zero-shot %s step %d: train %.4f held-out %.4f (best %.4f at %d)",
+                        key, step, record.train_loss, record.val_loss,
+                        hist.best_val_loss, hist.best_step,
+                    )  # fmt: skip
+                record.seconds = clock()
+                if over_budget:
+                    hist.stop_reason = "time_budget"
+                    break
+                if bad >= self.patience:
+                    hist.stop_reason = "patience"
+                    break
+            else:
+                hist.stop_reason = "max_steps"
+        net.load_state_dict(best_state)
+        hist.seconds = clock()
+        return net.eval(), hist
+
+    def forward(
+        self,
+        kspace: torch.Tensor,
+        mask: torch.Tensor,
+        num_low_frequencies: torch.Tensor,
+        keys: list[tuple] | None = None,
+        return_cascades: bool = False,
+    ) -> UnrolledOutput:
+        """Fit and reconstruct every slice of the batch, one at a time.
+
+        Args and output as :meth:`UnrolledNet.forward`; each slice's
+        :class:`ScanHistory` is appended to :attr:`histories`.
+        """
+        b = kspace.shape[0]
+        mask = mask.expand(b, 1, *kspace.shape[-2:])
+        outs = []
+        for i in range(b):
+            start = time.perf_counter()
+            key = tuple(keys[i]) if keys is not None else (i,)
+            k, m, n = kspace[i : i + 1], mask[i : i + 1], num_low_frequencies[i : i + 1]
+            net, hist = self.fit_scan(k, m, n, key)
+            with torch.no_grad():
+                outs.append(net(k, m, n, keys=[key], return_cascades=return_cascades))
+            hist.seconds = time.perf_counter() - start
+            self.histories.append(hist)
+            log.info(
+                "zero-shot %s: stopped at step %d (%s), kept step %d (held-out %.4f), %.1f s",
+                key, hist.last_step, hist.stop_reason, hist.best_step, hist.best_val_loss,
+                hist.seconds,
+            )  # fmt: skip
+        cascades = [torch.cat(c) for c in zip(*(o.cascades for o in outs), strict=True)]
+        return UnrolledOutput(
+            image=torch.cat([o.image for o in outs]),
+            kspace=torch.cat([o.kspace for o in outs]),
+            maps=torch.cat([o.maps for o in outs]),
+            cascades=cascades,
+        )
+
+
+def load_warm_start(net: nn.Module, checkpoint: str | PathLike[str], strict: bool = False) -> None:
+    """Load a checkpoint's network weights into ``net`` (``weights_only``: no code runs).
+
+    Accepts an ``unrolled-train`` checkpoint (weights under ``state_dict``,
+    prefixed ``net.``) or a plain state dict. Without ``strict``, tensors
+    present on one side only are skipped (e.g. a learned sensitivity CNN when
+    ``net`` uses ESPIRiT), but tensors of the same name must have the same shape.
+
+    Raises:
+        FileNotFoundError: no such file.
+        DataError: not a readable checkpoint.
+        RuntimeError: ``strict`` and the names differ.
+        ValueError: shapes differ, or no name matches.
+    """
+    path = Path(checkpoint)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: checkpoint not found")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unpickling failure is a bad file
+        raise DataError(path, f"not a readable checkpoint ({type(e).__name__}: {e})") from None
+    state = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else {}
+    if any(k.startswith("net.") for k in state):
+        state = {k[4:]: v for k, v in state.items() if k.startswith("net.")}
+    own = net.state_dict()
+    common = [k for k in state if k in own]
+    wrong = [k for k in common if own[k].shape != state[k].shape]
+    if wrong:
+        raise ValueError(f"{path}: the network differs in shape: {', '.join(wrong[:3])}, ...")
+    if strict:
+        net.load_state_dict(state, strict=True)
+    elif not common:
+        raise ValueError(f"{path}: no weight of the checkpoint matches the network's names")
+    else:
+        net.load_state_dict({k: state[k] for k in common}, strict=False)
+    log.info("warm start from %s: %d of %d tensors loaded", path, len(common), len(own))
+
+
+def history_csv(histories: Sequence[ScanHistory]) -> str:
+    """CSV text, one row per step of every scan (:data:`CSV_FIELDS` plus monitored extras).
+
+    ``val_loss`` is ``nan`` at steps without validation.
+    """
+    extras = sorted({k for h in histories for r in h.records for k in r.extra})
+    f = io.StringIO()
+    writer = csv.writer(f, lineterminator="\n")
+    writer.writerow([*CSV_FIELDS, *extras])
+    for h in histories:
+        name = "/".join(str(k) for k in h.key)
+        for r in h.records:
+            row = [name, r.step, f"{r.train_loss:.6g}", f"{r.val_loss:.6g}", f"{r.lr:.6g}"]
+            row += [f"{r.seconds:.3f}", *(f"{r.extra.get(k, math.nan):.6g}" for k in extras)]
+            writer.writerow(row)
+    return f.getvalue()
+
+
+def plot_histories(histories: Sequence[ScanHistory], out, title: str = "") -> None:
+    """Training and held-out loss against step, one panel per scan, as a PNG.
+
+    Args:
+        histories: the scans to draw.
+        out: a path or a binary file object.
+        title: figure title.
+    """
+    from matplotlib.figure import Figure  # no pyplot: leaves the user's backend alone
+
+    n = max(len(histories), 1)
+    cols = min(n, 4)
+    rows = math.ceil(n / cols)
+    fig = Figure(figsize=(3.6 * cols, 2.8 * rows), layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    for ax, h in zip(axes, histories, strict=False):
+        draw_history(ax, h)
+    for ax in axes[len(histories) :]:
+        ax.axis("off")
+    if title:
+        fig.suptitle(title)
+    fig.savefig(out, format="png", dpi=110)
+
+
+def draw_history(ax, h: ScanHistory) -> None:
+    """Draw one scan's curves on a matplotlib axis (loss against step)."""
+    steps = [r.step for r in h.records]
+    ax.plot(steps, [r.train_loss for r in h.records], lw=0.8, alpha=0.7, label="train (Lambda)")
+    val = [(0, h.initial_val_loss)] + [
+        (r.step, r.val_loss) for r in h.records if not math.isnan(r.val_loss)
+    ]
+    ax.plot(*zip(*val, strict=True), "o-", ms=2.5, lw=1.2, label="held-out (Gamma)")
+    ax.axvline(h.best_step, color="k", ls="--", lw=0.8, label=f"kept: step {h.best_step}")
+    ax.set_xlabel("step")
+    ax.set_ylabel("k-space L1-L2 loss")
+    ax.set_title("/".join(str(k) for k in h.key), fontsize=8)
+    ax.legend(fontsize=6)
