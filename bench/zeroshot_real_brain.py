@@ -44,7 +44,8 @@ from unrolled.models.sensitivity import EspiritSensitivity
 from unrolled.physics.coils import rss
 from unrolled.physics.fft import fft2c
 from unrolled.physics.masks import EquispacedMaskFractionFunc
-from unrolled.training.zeroshot import ScanHistory, ZeroShot
+from unrolled.training.zeroshot import ZeroShot
+from unrolled.training.zeroshot_history import ScanHistory
 
 REPO = Path(__file__).resolve().parents[1]
 BRAIN = REPO.parent / "shared" / "data" / "brain_t2_4coil" / "img_brain_4ch.mat"

@@ -23,7 +23,8 @@ from unrolled.models.unrolled import UnrolledNet, UnrolledOutput
 from unrolled.physics.fft import fft2c
 from unrolled.physics.masks import EquispacedMaskFractionFunc
 from unrolled.training.losses import KSpaceL1L2Loss
-from unrolled.training.zeroshot import ZeroShot, history_csv, load_warm_start, plot_histories
+from unrolled.training.zeroshot import ZeroShot, load_warm_start
+from unrolled.training.zeroshot_history import history_csv, plot_histories
 
 
 @pytest.fixture(autouse=True)

@@ -126,7 +126,7 @@ def _curve_paths(method, volumes, output_dir: Path, overwrite: bool) -> dict[str
 
 def _render_curves(method, vol, paths: list[Path]) -> dict[Path, bytes]:
     """The CSV and PNG of the slices fitted for ``vol`` (their histories are then dropped)."""
-    from unrolled.training.zeroshot import history_csv, plot_histories
+    from unrolled.training.zeroshot_history import history_csv, plot_histories
 
     mine = [h.key[:1] == (vol.fname,) for h in method.histories]
     histories = [h for h, m in zip(method.histories, mine, strict=True) if m]

@@ -27,8 +27,7 @@ acquisition gets its own, reproducible mask. Every problem is one
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
@@ -39,8 +38,19 @@ import numpy as np
 import torch
 
 from unrolled.data.errors import DataError
-from unrolled.data.fastmri_io import RawSlice, read_slice, read_volume_info
-from unrolled.data.header import HeaderInfo, parse_ismrmrd_header
+
+# The fastMRI file helpers (errors as DataError naming the file) are shared with fastmri_io.
+from unrolled.data.fastmri_io import (
+    RawSlice,
+    _check_finite,
+    _dataset,
+    _header,
+    _open,
+    _plain,
+    _read,
+    read_slice,
+    read_volume_info,
+)
 from unrolled.data.transforms import MaskFunc, UnrolledTransform
 
 REFERENCE_KEY = "reconstruction_rss"
@@ -281,59 +291,3 @@ def _stored_masks(path: Path, hf: h5py.File, n: int, width: int) -> torch.Tensor
     if empty:
         raise DataError(path, f"dataset 'mask' is all zeros for acquisition {empty[0]}")
     return torch.from_numpy((mask != 0).astype(np.float32))
-
-
-@contextlib.contextmanager
-def _open(path: Path) -> Iterator[h5py.File]:
-    """``h5py.File(path, 'r')`` whose failures are :class:`DataError`."""
-    if not path.exists():
-        raise DataError(path, "no such file")
-    try:
-        hf = h5py.File(path, "r")
-    except OSError as e:
-        raise DataError(path, f"cannot open as HDF5, corrupt or truncated ({_short(e)})") from None
-    with hf:
-        yield hf
-
-
-def _short(e: BaseException) -> str:
-    return " ".join(str(e).split())[:200]
-
-
-def _dataset(path: Path, hf: h5py.File, key: str) -> h5py.Dataset:
-    if key not in hf or not isinstance(hf[key], h5py.Dataset):
-        raise DataError(path, f"dataset '{key}' is missing")
-    return hf[key]
-
-
-def _read(path: Path, hf: h5py.File, key: str, idx: Any = ()) -> np.ndarray:
-    try:
-        return np.asarray(hf[key][idx])
-    except (OSError, KeyError, RuntimeError) as e:
-        raise DataError(path, f"cannot read dataset '{key}', corrupt file ({_short(e)})") from None
-
-
-def _check_finite(path: Path, array: np.ndarray, what: str) -> None:
-    if not np.isfinite(array).all():
-        raise DataError(path, f"{what} contains NaN or Inf values")
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, bytes | np.bytes_):
-        return value.decode(errors="replace")
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
-
-
-def _header(path: Path, hf: h5py.File) -> HeaderInfo:
-    _dataset(path, hf, "ismrmrd_header")
-    xml = _read(path, hf, "ismrmrd_header")
-    raw = xml.item() if xml.shape == () else None
-    if not isinstance(raw, bytes | str):
-        raise DataError(path, "invalid ismrmrd_header: not a scalar XML string")
-    try:
-        return parse_ismrmrd_header(raw)
-    except ValueError as e:
-        problem = str(e) if "ismrmrd_header" in str(e) else f"invalid ismrmrd_header: {e}"
-        raise DataError(path, problem) from None
