@@ -13,7 +13,7 @@ ARGS     ?=
 export WANDB_MODE ?= offline
 export WANDB_SILENT ?= true
 
-.PHONY: install train test test-fast lint format bench data clean
+.PHONY: install system-deps train test test-fast lint format bench data clean
 
 install: $(STAMP)
 
@@ -39,7 +39,11 @@ format: install
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-test: lint
+# Debian packages the tests use as reference tools and real services (see .ci/debian-packages.txt).
+system-deps:
+	@bash .ci/install-debian-packages
+
+test: lint system-deps
 	$(VENV)/bin/pytest -n 2 --durations=15 tests --nbmake notebooks $(ARGS)
 
 test-fast: install
