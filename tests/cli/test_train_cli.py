@@ -133,3 +133,24 @@ def test_file_without_max_scores_the_same_in_train_and_evaluate(tiny_root, tmp_p
     evaluated = json.loads((recon / "metrics.json").read_text())["metrics"]
     for metric in ("ssim", "psnr", "nmse"):
         assert trained[metric] == pytest.approx(evaluated[metric]["mean"], rel=1e-4), metric
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_progress_bar_switch_works_with_the_default_callbacks(tiny_root, tmp_path, enabled):
+    """Issue 10 section 8: trainer.enable_progress_bar=false used to raise Lightning's
+    MisconfigurationException, the callbacks group still configuring a RichProgressBar."""
+    from lightning.pytorch.callbacks import RichProgressBar
+
+    from unrolled.cli.compose import compose_config
+    from unrolled.cli.train import build
+
+    overrides = ["experiment=embedded", "synth=null", "logger=csv", f"data.root={tiny_root}"]
+    cfg = compose_config(
+        "train", [*overrides, f"trainer.enable_progress_bar={str(enabled).lower()}"], tmp_path
+    )
+    _, _, trainer = build(cfg)
+    if enabled:
+        assert isinstance(trainer.progress_bar_callback, RichProgressBar)
+    else:
+        assert trainer.progress_bar_callback is None
+        assert "ImageLogger" in {type(c).__name__ for c in trainer.callbacks}  # others kept
