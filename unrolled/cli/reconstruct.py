@@ -38,7 +38,13 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate, to_absolute_path
 from omegaconf import DictConfig
 
-from unrolled.cli.common import CONFIG_DIR, USER_ERRORS, clean_errors
+from unrolled.cli.common import (
+    CONFIG_DIR,
+    USER_ERRORS,
+    build_mask,
+    check_mask_shapes,
+    clean_errors,
+)
 from unrolled.evaluation.inference import (
     autocast_dtype,
     check_outputs,
@@ -64,12 +70,13 @@ def main(cfg: DictConfig) -> None:
         _fail(str(e))
     input_dir = Path(to_absolute_path(cfg.input_dir))
     output_dir = Path(to_absolute_path(cfg.output_dir))
+    mask_func = build_mask(cfg.get("mask"))  # an unmeetable mask fails before any file is read
 
     volumes = list_volumes(input_dir, cfg.challenge)
+    check_mask_shapes(mask_func, volumes)
     check_outputs(volumes, output_dir, cfg.overwrite)  # before loading anything heavy
     method = _instantiate(cfg.method, "method")
     curves = _curve_paths(method, volumes, output_dir, bool(cfg.overwrite))
-    mask_func = _instantiate(cfg.mask, "mask") if cfg.get("mask") else None
     name = HydraConfig.get().runtime.choices.get("method", "method")
     if device.type == "cuda":
         torch.set_float32_matmul_precision("high")
