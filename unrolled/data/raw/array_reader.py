@@ -76,7 +76,7 @@ def read_array(
         raise DataError(path, f"axes {axes} must name kx and ky once each")
     if "kz" in axes and array.shape[axes.index("kz")] > 1:
         raise RefusedScan(path, f"3D encoding (kz = {array.shape[axes.index('kz')]})")
-    order = [a for a in ("repetition", "contrast", "slice", "coil", "kx", "ky")]
+    order = ("repetition", "contrast", "slice", "coil", "kx", "ky")
     full = array
     for name in order:
         if name not in axes:
@@ -84,7 +84,7 @@ def read_array(
             axes = [*axes, name]
     keep = [axes.index(n) for n in order]
     drop = [i for i in range(len(axes)) if i not in keep]
-    full = np.transpose(full, keep + drop).reshape(full.shape[i] for i in keep)
+    full = np.transpose(full, keep + drop).reshape(tuple(full.shape[i] for i in keep))
     reps, cons, slices, coils, h, w = full.shape  # (R, E, S, C, H, W)
     readouts = [
         Readout(
