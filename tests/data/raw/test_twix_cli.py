@@ -45,6 +45,15 @@ def test_convert_info_reconstruct_gre(tmp_path):
         header = f["ismrmrd_header"][()]
     assert b"<fieldOfView_mm><x>200.0</x><y>200.0</y><z>4.0</z>" in header
 
+    schema = ismrmrd.xsd.CreateFromDocument(header)  # a valid ISMRMRD header
+    assert schema.encoding[0].reconSpace.matrixSize.x == 160
+    assert schema.sequenceParameters.TE == [3.0] and schema.sequenceParameters.TR == [10.0]
+    from fastmri.data import SliceDataset  # fastMRI's own loader reads it as a released file
+
+    kspace, mask, target, attrs, fname, _ = SliceDataset(tmp_path / "conv", "multicoil")[0]
+    assert kspace.shape == (2, 160, 160) and target.shape == (160, 160) and mask is None
+    assert attrs["padding_left"] == 0 and attrs["padding_right"] == 160
+
     info = run([cli("unrolled-info"), GRE], tmp_path)
     assert info.returncode == 0, info.stderr
     assert "acquired columns 160 of 160" in info.stdout and "coils 2, slices 1" in info.stdout
