@@ -128,7 +128,8 @@ def write_dicom_series(
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=False)
     slope = rescale_slope(volume)
-    stored = np.clip(np.rint(volume / slope), 0, STORED_MAX).astype(np.uint16)  # (S, rows, cols)
+    stored = np.rint(volume.astype(np.float64) / slope)  # (S, rows, cols)
+    stored = np.clip(stored, 0, STORED_MAX).astype(np.uint16)
     top = float(np.percentile(volume, 99.5)) if volume.size else 1.0
     top = top if top > 0 else max(float(volume.max()), 1.0)
     series = _series_dataset(
