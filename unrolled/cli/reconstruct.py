@@ -47,7 +47,13 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate, to_absolute_path
 from omegaconf import DictConfig
 
-from unrolled.cli.common import CONFIG_DIR, USER_ERRORS, clean_errors
+from unrolled.cli.common import (
+    CONFIG_DIR,
+    USER_ERRORS,
+    build_mask,
+    check_mask_shapes,
+    clean_errors,
+)
 from unrolled.data.export.folder import parse_formats, plan_exports, staging_dir, write_exports
 from unrolled.evaluation.inference import (
     autocast_dtype,
@@ -74,6 +80,7 @@ def main(cfg: DictConfig) -> None:
         _fail(str(e))
     input_dir = Path(to_absolute_path(cfg.input_dir))
     output_dir = Path(to_absolute_path(cfg.output_dir))
+    mask_func = build_mask(cfg.get("mask"))  # an unmeetable mask fails before any file is read
 
     try:
         formats = parse_formats(cfg.get("output_format", "h5"))
@@ -81,6 +88,7 @@ def main(cfg: DictConfig) -> None:
         _fail(str(e))
 
     volumes = list_volumes(input_dir, cfg.challenge)
+    check_mask_shapes(mask_func, volumes)
     if formats == ("h5",):
         check_outputs(volumes, output_dir, cfg.overwrite)  # before loading anything heavy
         exports = None
@@ -88,7 +96,6 @@ def main(cfg: DictConfig) -> None:
         exports = plan_exports(volumes, output_dir, formats, cfg.overwrite)
     method = _instantiate(cfg.method, "method")
     curves = _curve_paths(method, volumes, output_dir, bool(cfg.overwrite))
-    mask_func = _instantiate(cfg.mask, "mask") if cfg.get("mask") else None
     name = HydraConfig.get().runtime.choices.get("method", "method")
     if device.type == "cuda":
         torch.set_float32_matmul_precision("high")

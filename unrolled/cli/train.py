@@ -22,7 +22,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from unrolled.cli.common import CONFIG_DIR, clean_errors
+from unrolled.cli.common import CONFIG_DIR, check_mask_configs, clean_errors
 from unrolled.evaluation.compare import (
     print_table,
     save_comparison_figure,
@@ -154,6 +154,7 @@ def _finish_wandb(exit_code: int) -> None:
 def main(cfg: DictConfig) -> float | None:
     """Train; returns the best validation SSIM (the objective of Hydra sweepers)."""
     torch.set_float32_matmul_precision("high")
+    check_mask_configs(cfg)  # an unmeetable mask fails before data are generated or read
     try:
         _, best_val_ssim = run(cfg)
     except BaseException:
