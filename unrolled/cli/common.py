@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import importlib.resources
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -15,8 +16,9 @@ from omegaconf import OmegaConf
 
 from unrolled.data.errors import DataError
 
-CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
-"""The repository's ``conf/`` (the package is installed in editable mode)."""
+CONFIG_DIR = str(importlib.resources.files("unrolled.conf"))
+"""The Hydra configs: the data package ``unrolled.conf``, i.e. the repository's ``conf/`` in
+an editable install and ``site-packages/unrolled/conf`` in a wheel (see setup.py)."""
 
 
 def _sweep_group(prefix: str) -> str | None:
