@@ -38,7 +38,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate, to_absolute_path
 from omegaconf import DictConfig
 
-from unrolled.cli.common import CONFIG_DIR, USER_ERRORS, clean_errors
+from unrolled.cli.common import CONFIG_DIR, USER_ERRORS, clean_errors, entry_point
 from unrolled.evaluation.inference import (
     autocast_dtype,
     check_outputs,
@@ -48,6 +48,7 @@ from unrolled.evaluation.inference import (
 )
 
 
+@entry_point("unrolled-reconstruct", __doc__, "reconstruct")
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="reconstruct")
 @clean_errors
 def main(cfg: DictConfig) -> None:
