@@ -53,6 +53,7 @@ from unrolled.cli.common import (
     build_mask,
     check_mask_shapes,
     clean_errors,
+    entry_point,
 )
 from unrolled.data.export.folder import parse_formats, plan_exports, staging_dir, write_exports
 from unrolled.evaluation.inference import (
@@ -64,6 +65,7 @@ from unrolled.evaluation.inference import (
 )
 
 
+@entry_point("unrolled-reconstruct", __doc__, "reconstruct")
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="reconstruct")
 @clean_errors
 def main(cfg: DictConfig) -> None:
