@@ -179,7 +179,8 @@ def test_sbatch_templates_are_valid_bash_and_request_one_task_per_gpu():
     )
     assert directives["ntasks-per-node"] == directives["gpus-per-node"]
     assert directives["signal"] == "SIGUSR1@90" and "#SBATCH --requeue\n" in train
-    assert 'trainer.num_nodes="$nodes"' in train and 'trainer.devices="$gpus"' in train
+    assert 'trainer.num_nodes="$nodes"' in train and 'trainer.devices="$tasks"' in train
+    # run on the local cluster: tests/slurm/test_sbatch.py
 
 
 # ---------------------------------------------------------------- unrolled-sweep-report

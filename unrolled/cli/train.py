@@ -10,6 +10,7 @@ Examples::
 
 from __future__ import annotations
 
+import itertools
 import logging
 import sys
 import warnings
@@ -23,7 +24,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ProgressBar
 from omegaconf import DictConfig, OmegaConf
 
-from unrolled.cli.common import CONFIG_DIR, clean_errors
+from unrolled.cli.common import CONFIG_DIR, check_mask_configs, clean_errors, entry_point
 from unrolled.evaluation.compare import (
     print_table,
     save_comparison_figure,
@@ -132,12 +133,35 @@ def run(cfg: DictConfig) -> tuple[dict[str, dict[str, float]], float | None]:
     return results, (float(score) if score is not None else None)
 
 
+def limited(loader_fn, limit):
+    """``loader_fn`` cut as Lightning's ``limit_*_batches`` cuts it (int: batches, float: fraction).
+
+    Baselines are tuned and scored on the same batches as the network, so that a small trial
+    (``trainer.limit_val_batches=2``) stays small and the comparison stays fair.
+    """
+    if limit is None:
+        return loader_fn
+
+    def batches():
+        loader = loader_fn()
+        if isinstance(limit, float) and limit <= 1.0:
+            count = int(len(loader) * limit)
+        else:
+            count = int(limit)
+        return itertools.islice(loader, count)
+
+    return batches
+
+
 def compare_with_baselines(cfg, datamodule, module, output_dir: Path):
     """Score the baselines on the test split next to the trained network; write results.
 
     Runs in one process (rank 0 under DDP), on every volume of the splits.
     """
     device = module.device
+    test_batches = limited(
+        lambda: datamodule.whole_dataloader("test"), cfg.trainer.get("limit_test_batches")
+    )
     methods = {}
     for name, bcfg in (cfg.get("baselines") or {}).items():
         if name == "cg_sense" and cfg.get("cg_sense_lambda_grid"):
@@ -149,7 +173,9 @@ def compare_with_baselines(cfg, datamodule, module, output_dir: Path):
             lam, scores = tune_parameter(
                 make,
                 list(cfg.cg_sense_lambda_grid),
-                lambda: datamodule.whole_dataloader("val"),
+                limited(
+                    lambda: datamodule.whole_dataloader("val"), cfg.trainer.get("limit_val_batches")
+                ),
                 device=device,
             )
             log.info("CG-SENSE lambda on the validation split: %s (SSIM %s)", lam, scores)
@@ -162,10 +188,10 @@ def compare_with_baselines(cfg, datamodule, module, output_dir: Path):
         if name == "unrolled" and "test" in getattr(module, "volume_metrics", {}):
             volumes = module.volume_metrics["test"]
         else:
-            volumes = evaluate_method(method, datamodule.whole_dataloader("test"), device)
+            volumes = evaluate_method(method, test_batches(), device)
         results[name] = summarise(volumes)
     write_metrics_json(results, output_dir / "metrics.json")
-    batches = list(datamodule.whole_dataloader("test"))
+    batches = list(test_batches())
     batch = batches[len(batches) // 2]  # a slice from mid-volume rather than the skull base
     figure = output_dir / "figures" / "test_comparison.png"
     save_comparison_figure(methods, batch, figure, device=device)
@@ -180,11 +206,13 @@ def _finish_wandb(exit_code: int) -> None:
         wandb.finish(exit_code=exit_code)
 
 
+@entry_point("unrolled-train", __doc__, "train", extra_groups=("hparams_search",))
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
 @clean_errors
 def main(cfg: DictConfig) -> float | None:
     """Train; returns the best validation SSIM (the objective of Hydra sweepers)."""
     torch.set_float32_matmul_precision("high")
+    check_mask_configs(cfg)  # an unmeetable mask fails before data are generated or read
     try:
         _, best_val_ssim = run(cfg)
     except BaseException:
