@@ -17,7 +17,7 @@ export WANDB_SILENT ?= true
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet uv
 	$(UV) pip install --python $(PY) --compile-bytecode $(FINDLINKS) "$(TORCH)" -e '.[dev]'

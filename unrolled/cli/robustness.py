@@ -1,21 +1,34 @@
-"""``unrolled-robustness``: methods over a grid of acquisition conditions (Hydra entry point)."""
+"""``unrolled-robustness``: methods over a grid of acquisition conditions (Hydra entry point).
+
+Examples::
+
+    unrolled-robustness input_dir=data/embedded/test +checkpoints.unrolled=PATH/best.ckpt
+    unrolled-robustness axes.acceleration=[2,4,8] '~axes.num_coils' max_slices_per_volume=2
+
+Scores every method on one axis of conditions at a time (acceleration, mask type, added
+noise, calibration width, coil count) around ``base``; writes ``robustness.csv``,
+``robustness.md`` and ``robustness.png`` into the run directory.
+"""
 
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate, to_absolute_path
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from unrolled.cli.common import (
     CONFIG_DIR,
     ConfigError,
     clean_errors,
+    entry_point,
     load_checkpoint_network,
 )
+from unrolled.evaluation.inference import resolve_device
 from unrolled.evaluation.robustness import (
     Condition,
     evaluate_condition,
@@ -90,13 +103,21 @@ def check_cells(cfg: DictConfig) -> tuple[Condition, list[tuple[str, Condition]]
     return base, cells
 
 
+@entry_point("unrolled-robustness", __doc__, "robustness")
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="robustness")
 @clean_errors
 def main(cfg: DictConfig) -> None:
-    if cfg.get("num_threads") and str(cfg.device) == "cpu":
+    try:
+        device = resolve_device(str(cfg.device))
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)
+    if cfg.get("num_threads") and device.type == "cpu":
         import torch
 
         torch.set_num_threads(int(cfg.num_threads))
+    with open_dict(cfg):
+        cfg.device = str(device)
     run(cfg, Path(HydraConfig.get().runtime.output_dir))
 
 

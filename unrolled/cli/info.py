@@ -1,0 +1,54 @@
+"""``unrolled-info FILE...``: what a raw file holds and what ``unrolled-convert`` would do.
+
+Prints, per file: format, matrix sizes, coils, slices, acquired columns,
+acceleration, calibration width, noise scans, and the files convert would
+write, or the one line saying why convert would refuse the file. Exit status
+1 when any file is refused or unreadable.
+
+Examples::
+
+    unrolled-info meas_gre.dat scan.h5
+    unrolled-info kspace.npy --axes coil,ky,kx
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from unrolled.data.errors import DataError
+from unrolled.data.raw import describe, plan_conversion
+from unrolled.data.raw.scan import RefusedScan
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Describe every file given on the command line."""
+    parser = argparse.ArgumentParser(prog="unrolled-info", description=__doc__.splitlines()[0])
+    parser.add_argument("files", nargs="+", help="raw files (.dat, .h5/.mrd, .cfl/.hdr, .npy)")
+    parser.add_argument("--axes", default=None, help="axis order of .npy/.cfl, e.g. coil,ky,kx")
+    parser.add_argument("--no-prewhiten", action="store_true", help="as convert prewhiten=false")
+    parser.add_argument("--averages", choices=("mean", "separate"), default="mean")
+    args = parser.parse_args(argv)
+    axes = args.axes.split(",") if args.axes else None
+    status = 0
+    for path in args.files:
+        print(path)
+        try:
+            plan = plan_conversion(
+                path, prewhiten=not args.no_prewhiten, averages=args.averages, axes=axes
+            )
+        except RefusedScan as e:
+            print(f"  convert would refuse it: {e}")
+            status = 1
+            continue
+        except (DataError, FileNotFoundError, ValueError) as e:
+            print(f"  error: {e}")
+            status = 1
+            continue
+        for line in describe(plan):
+            print(f"  {line}")
+    sys.exit(status)
+
+
+if __name__ == "__main__":
+    main()
