@@ -47,6 +47,7 @@ def test_fully_sampled_matches_ismrmrd_recon_cartesian_2d(tmp_path):
     assert info.encoding_size == (128, 128, 1) and info.recon_size == (128, 128, 1)
 
 
+@pytest.mark.slow  # starts the real commands (~20 s each under load)
 def test_undersampled_repetitions_calibration_and_prewhitening(tmp_path):
     """Acceleration 2 with 16 calibration lines, 2 repetitions, noise scan."""
     raw = _generate(

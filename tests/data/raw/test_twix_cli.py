@@ -5,6 +5,7 @@ from __future__ import annotations
 import h5py
 import ismrmrd
 import numpy as np
+import pytest
 from rawtools import EPI, GRE, cli, need, run
 
 from unrolled.data.raw import convert
@@ -24,6 +25,7 @@ GRE_IDENTIFIERS = [
 ]
 
 
+@pytest.mark.slow  # starts the real commands (~20 s each under load)
 def test_convert_info_reconstruct_gre(tmp_path):
     """gre.dat -> fastMRI file -> unrolled-reconstruct (CG-SENSE) reads it unchanged."""
     res = run([cli("unrolled-convert"), f"inputs=[{GRE}]", "output_dir=conv"], tmp_path)
@@ -74,6 +76,7 @@ def test_convert_info_reconstruct_gre(tmp_path):
     assert image.shape == (160, 160) and np.isfinite(image).all() and image.max() > 0
 
 
+@pytest.mark.slow  # starts the real commands (~20 s each under load)
 def test_epi_refused_with_one_line(tmp_path):
     res = run([cli("unrolled-convert"), f"inputs=[{GRE},{EPI}]", "output_dir=conv"], tmp_path)
     assert res.returncode == 1
