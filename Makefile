@@ -17,7 +17,7 @@ export WANDB_SILENT ?= true
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet uv
 	$(UV) pip install --python $(PY) --compile-bytecode $(FINDLINKS) "$(TORCH)" -e '.[dev]'
@@ -44,7 +44,7 @@ system-deps:
 	@bash .ci/install-debian-packages
 
 test: lint system-deps
-	$(VENV)/bin/pytest -n 2 --durations=15 tests --nbmake notebooks $(ARGS)
+	$(VENV)/bin/pytest -n 2 --dist loadgroup --durations=15 tests --nbmake notebooks $(ARGS)
 
 test-fast: install
 	$(VENV)/bin/pytest -n 2 -m "not slow" $(ARGS)

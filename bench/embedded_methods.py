@@ -109,6 +109,7 @@ def main() -> None:
                 str(BIN / "unrolled-evaluate"),
                 f"target_dir={args.data}",
                 f"predictions_dir={pred_dir}",
+                "overwrite=true",
                 f"hydra.run.dir={args.work / '.hydra' / (name + '_eval')}",
             ]
         )

@@ -9,8 +9,9 @@ Examples::
 Options live in ``conf/evaluate.yaml``; the semantics (cropping, data range,
 filters) are documented in :mod:`unrolled.evaluation.scoring`. Prints a table
 and writes ``metrics.json`` and ``metrics_per_volume.csv`` into
-``predictions_dir``. Missing, extra, unreadable or mismatched files print one
-line naming each of them, exit with status 1 and write no metrics.
+``predictions_dir``; existing ones are not replaced without ``overwrite=true``.
+Missing, extra, unreadable or mismatched files print one line naming each of
+them, exit with status 1 and write no metrics.
 """
 
 from __future__ import annotations
@@ -23,10 +24,14 @@ import hydra
 from hydra.utils import to_absolute_path
 from omegaconf import DictConfig
 
-from unrolled.cli.common import CONFIG_DIR, clean_errors
+from unrolled.cli.common import CONFIG_DIR, clean_errors, entry_point
 from unrolled.evaluation.scoring import evaluate_folder, print_results, write_results
 
+# What a run writes into predictions_dir (unrolled.evaluation.scoring.write_results).
+RESULT_FILES = ("metrics.json", "metrics_per_volume.csv")
 
+
+@entry_point("unrolled-evaluate", __doc__, "evaluate")
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="evaluate")
 @clean_errors
 def main(cfg: DictConfig) -> None:
@@ -43,6 +48,11 @@ def main(cfg: DictConfig) -> None:
     predictions_dir = Path(to_absolute_path(cfg.predictions_dir))
     acquisition = None if cfg.acquisition is None else str(cfg.acquisition)
     acceleration = None if acceleration is None else int(acceleration)
+    existing = [p for p in RESULT_FILES if (predictions_dir / p).exists()]
+    if existing and not cfg.get("overwrite", False):  # before any scoring
+        raise FileExistsError(
+            f"{predictions_dir}: {' and '.join(existing)} exist; pass overwrite=true to replace"
+        )
 
     evaluation = evaluate_folder(
         target_dir,

@@ -20,11 +20,14 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
+from unrolled.cli.common import entry_point
 from unrolled.evaluation.sweeps import (
     DEFAULT_METRIC,
     FALLBACK_METRIC,
     HEADERS,
+    SweepRun,
     choose_metric,
     collect_runs,
     format_value,
@@ -35,9 +38,11 @@ from unrolled.evaluation.sweeps import (
 
 
 def _parser() -> argparse.ArgumentParser:
+    what, _, rest = (__doc__ or "").partition("\n\n")
     parser = argparse.ArgumentParser(
         prog="unrolled-sweep-report",
-        description="Tabulate the jobs of a Hydra multirun directory, best first.",
+        description=what.replace("``", "`") + "\n\n" + rest.replace("``", "`").strip(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("sweep_dir", metavar="SWEEP_DIR", help="a multirun (sweep) directory")
     parser.add_argument(
@@ -71,12 +76,35 @@ def print_report(rows: Sequence[dict[str, object]], metric: str, title: str) -> 
     console.print(table)
 
 
+def logged_metrics(runs: Sequence[SweepRun]) -> list[str]:
+    """Every metric name some job logged: ``val/NAME`` and ``test/METHOD/NAME``."""
+    names = {f"val/{name}" for r in runs for name, curve in r.val.items() if curve}
+    names |= {f"test/{m}/{name}" for r in runs for m, values in r.test.items() for name in values}
+    return sorted(names)
+
+
+def check_sweep(sweep_dir: str, runs: Sequence[SweepRun], metric: str | None) -> None:
+    """Refuse a single run's directory and a ``--metric`` that no job logged (ValueError)."""
+    root = Path(sweep_dir)
+    if len(runs) == 1 and runs[0].job_dir.resolve() == root.resolve():
+        raise ValueError(
+            f"{root}: is the directory of a single run, not a multirun sweep "
+            "(pass the sweep directory, e.g. multirun/TASK/DATE; a run's own results are "
+            "its metrics.json)"
+        )
+    if metric and all(r.metric(metric) is None for r in runs):
+        known = ", ".join(logged_metrics(runs)) or "none yet"
+        raise ValueError(f"{root}: no job logged the metric {metric!r} (logged: {known})")
+
+
+@entry_point("unrolled-sweep-report", __doc__)
 def main(argv: Sequence[str] | None = None) -> None:
     """Collect, print and write the report of ``SWEEP_DIR``; exit 1 with one line on bad input."""
     args = _parser().parse_args(argv)
     try:
         runs = collect_runs(args.sweep_dir)
         metric = choose_metric(runs, args.metric)
+        check_sweep(args.sweep_dir, runs, args.metric)
         rows = report_rows(runs, metric)
         written = write_report(args.sweep_dir, runs, metric, plot=not args.no_plot)
     except (FileNotFoundError, ValueError, OSError) as e:

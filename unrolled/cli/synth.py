@@ -20,17 +20,18 @@ import hydra
 from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, OmegaConf
 
-from unrolled.cli.common import CONFIG_DIR
+from unrolled.cli.common import CONFIG_DIR, entry_point
 from unrolled.data.synth import generate_dataset, save_preview
 
 
+@entry_point("unrolled-synth", __doc__, "synth")
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="synth")
 def main(cfg: DictConfig) -> None:
     """Generate the data set described by ``cfg``, write a preview, print a summary."""
     out = Path(to_absolute_path(cfg.output_dir))
     options = OmegaConf.to_container(cfg, resolve=True)
     assert isinstance(options, dict)
-    for key in ("output_dir", "preview"):
+    for key in ("output_dir", "preview", "task_name"):
         options.pop(key, None)
     try:
         summary = generate_dataset(out, **options)

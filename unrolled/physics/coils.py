@@ -17,6 +17,7 @@ precision (``complex64`` in the package, ``complex128`` accepted).
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 
 import torch
@@ -26,6 +27,10 @@ from unrolled.physics.fft import ifft2c
 #: Calibration rows used by :func:`espirit` when only the number of
 #: low-frequency columns is given (at least this many, at most ``H``).
 MIN_CALIB_ROWS = 24
+
+#: Smallest ESPIRiT kernel width :func:`espirit` falls back to when the calibration
+#: region is narrower than the requested kernel.
+MIN_KERNEL_SIZE = 3
 
 
 def rss(x: torch.Tensor, dim: int = 1, keepdim: bool = False) -> torch.Tensor:
@@ -193,12 +198,16 @@ def espirit(
 
     Returns:
         Complex maps, same shape and dtype as ``kspace``, with
-        ``sum_c |S_c|^2 = 1`` inside the support and 0 outside.
+        ``sum_c |S_c|^2 = 1`` inside the support and 0 outside. An element
+        whose calibration region is all zero (no singular value, so no
+        kernel) gets all-zero maps.
 
     Raises:
         ValueError: if neither ``num_low_frequencies`` nor ``calib`` is
             given, or the calibration region is larger than k-space or
-            smaller than the kernel.
+            narrower than :data:`MIN_KERNEL_SIZE` (a region narrower than
+            ``kernel_size`` gets the largest kernel that fits, with a warning;
+            see :func:`kernel_for_calibration`).
     """
     _check_kspace(kspace)
     if kspace.ndim == 3:
@@ -229,16 +238,41 @@ def espirit(
     return torch.stack(maps)  # (B, C, H, W)
 
 
+def kernel_for_calibration(cy: int, cx: int, kernel_size: int) -> int:
+    """The ESPIRiT kernel width for a ``cy x cx`` calibration region.
+
+    ``kernel_size`` when the region holds it; otherwise the largest width that fits, at least
+    :data:`MIN_KERNEL_SIZE`, with a warning (e.g. 8x with a 4% centre on 128 columns keeps 5
+    columns, narrower than the usual kernel of 6).
+
+    Raises:
+        ValueError: the region is narrower than :data:`MIN_KERNEL_SIZE`; the message says
+            how many centre columns ESPIRiT needs.
+    """
+    fit = min(int(kernel_size), int(cy), int(cx))
+    if fit < MIN_KERNEL_SIZE:
+        raise ValueError(
+            f"calibration region {cy} x {cx} is too small for ESPIRiT: it needs at least "
+            f"{MIN_KERNEL_SIZE} fully sampled centre columns and rows; sample a wider centre "
+            f"(a larger centre fraction) or use a method without ESPIRiT maps"
+        )
+    if fit < kernel_size:
+        warnings.warn(
+            f"ESPIRiT: calibration region {cy} x {cx} is narrower than the kernel size "
+            f"{kernel_size}; using kernel size {fit}",
+            stacklevel=3,
+        )
+    return fit
+
+
 def _espirit_single(
     kspace: torch.Tensor, cy: int, cx: int, k: int, threshold: float, crop: float
 ) -> torch.Tensor:
     """ESPIRiT for one element: ``kspace (C, H, W)`` -> maps ``(C, H, W)``."""
     C, H, W = kspace.shape
-    if not (k <= cy <= H and k <= cx <= W):
-        raise ValueError(
-            f"calibration region {(cy, cx)} must lie within k-space {(H, W)} "
-            f"and be at least the kernel size {k}"
-        )
+    if not (cy <= H and cx <= W):
+        raise ValueError(f"calibration region {(cy, cx)} must lie within k-space {(H, W)}")
+    k = kernel_for_calibration(cy, cx, k)
     if H < 2 * k - 1 or W < 2 * k - 1:
         raise ValueError(f"k-space {(H, W)} too small for kernel size {k}")
     top, left = (H - cy + 1) // 2, (W - cx + 1) // 2
@@ -249,6 +283,8 @@ def _espirit_single(
     win = cal.unfold(1, k, 1).unfold(2, k, 1)  # (C, cy-k+1, cx-k+1, k, k)
     mat = win.permute(1, 2, 0, 3, 4).reshape(-1, C * k * k)  # (windows, C*k*k)
     _, s, vh = torch.linalg.svd(mat, full_matrices=False)
+    if not bool(s[0] > 0):  # all-zero calibration data (e.g. a dropped slice): no kernel
+        return torch.zeros_like(kspace)
     # Rows of V^H span the row space of the calibration matrix.
     kernels = vh[s > threshold * s[0]].reshape(-1, C, k, k)  # (n, C, k, k)
 
