@@ -19,12 +19,14 @@ from pathlib import Path
 
 import h5py
 
+from unrolled.cli.common import entry_point
 from unrolled.data.errors import DataError
 from unrolled.data.fastmri_io import read_volume_info
 from unrolled.data.raw import describe, plan_conversion
 from unrolled.data.raw.scan import RefusedScan
 
 
+@entry_point("unrolled-info", __doc__)
 def main(argv: list[str] | None = None) -> None:
     """Describe every file given on the command line."""
     parser = argparse.ArgumentParser(prog="unrolled-info", description=__doc__.splitlines()[0])
