@@ -221,6 +221,20 @@ def read_slice(
         return _read_slice(path, hf, slice_idx, recon_key)
 
 
+def read_reference_max(path: str | PathLike[str], recon_key: str) -> float:
+    """Maximum of the whole reference volume ``recon_key`` of a file: the data range of
+    fastMRI's metrics when the file has no ``max`` attribute.
+
+    Raises:
+        DataError: unreadable file, missing reference, or NaN / Inf values in it.
+    """
+    path = Path(path)
+    with _open(path) as hf:
+        ref = _read(path, hf, recon_key)  # (slices, h, w)
+    _check_finite(path, ref, recon_key)
+    return float(ref.max())
+
+
 def validate_volume(path: str | PathLike[str]) -> VolumeInfo:
     """Check a whole file: its structure and that every value is finite.
 
