@@ -64,6 +64,7 @@ def test_convert_info_reconstruct_gre(tmp_path):
             "method=cg_sense",
             "input_dir=conv",
             "output_dir=rec",
+            "output_format=[h5,nifti,dicom]",
             "progress=false",
         ],
         tmp_path,
@@ -72,6 +73,14 @@ def test_convert_info_reconstruct_gre(tmp_path):
     with h5py.File(tmp_path / "rec" / "gre.h5") as f:
         image = f["reconstruction"][0]
     assert image.shape == (160, 160) and np.isfinite(image).all() and image.max() > 0
+    import nibabel
+    import pydicom
+
+    # the export places it by the twix slice geometry: 200 mm / 160 px, 4 mm, oblique axial
+    assert nibabel.load(tmp_path / "rec" / "gre.nii.gz").header.get_zooms() == (1.25, 1.25, 4.0)
+    dicom = pydicom.dcmread(next((tmp_path / "rec" / "gre_dicom").glob("*.dcm")))
+    row, col = np.array(dicom.ImageOrientationPatient, dtype=float).reshape(2, 3)
+    np.testing.assert_allclose(np.abs(np.cross(row, col)), [0.0, 0.0383878, 0.999263], atol=1e-5)
 
 
 @pytest.mark.slow  # starts the real commands (~20 s each under load)
