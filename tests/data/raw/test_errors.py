@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gc
+import warnings
+
 import h5py
 import numpy as np
 import pytest
@@ -24,8 +27,12 @@ def test_missing_unknown_and_already_converted(tmp_path):
     with pytest.raises(DataError, match=r"broken\.h5: cannot open as HDF5"):
         plan_conversion(tmp_path / "broken.h5")
     (tmp_path / "broken.dat").write_bytes(b"\0" * 64)
-    with pytest.raises(DataError, match=r"broken\.dat: "):
-        plan_conversion(tmp_path / "broken.dat")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(DataError, match=r"broken\.dat: cannot read as Siemens twix"):
+            plan_conversion(tmp_path / "broken.dat")
+        gc.collect()
+    assert not [w for w in caught if issubclass(w.category, ResourceWarning)]  # one line only
 
 
 def test_existing_output_is_never_overwritten(tmp_path):
