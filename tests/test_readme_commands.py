@@ -52,6 +52,18 @@ WHY_NOT = {
         "needs a `make train` checkpoint (RUN is a placeholder); "
         "tests/cli/test_reconstruct.py runs it with a trained one"
     ),
+    # README "Your own scanner data": run on the real gre.dat fixture, with its absolute path,
+    # by tests/data/raw/test_twix_cli.py::test_convert_info_reconstruct_gre (and all of them
+    # as written by bench/own_scanner_data.py)
+    "unrolled-info tests/fixtures/siemens_twix/gre.dat": (
+        "run on the fixture by tests/data/raw/test_twix_cli.py"
+    ),
+    "unrolled-convert inputs=[tests/fixtures/siemens_twix/gre.dat] output_dir=scans": (
+        "run on the fixture by tests/data/raw/test_twix_cli.py"
+    ),
+    "unrolled-evaluate target_dir=scans predictions_dir=recon_zs": (
+        "needs the zero-shot run (~2 min); tests/data/raw/test_twix_cli.py evaluates recon_cg"
+    ),
 }
 # Run under a real SLURM cluster only (tests/slurm); here: composed.
 SLURM_ONLY = ("sbatch ",)
