@@ -44,7 +44,7 @@ system-deps:
 	@bash .ci/install-debian-packages
 
 test: lint system-deps
-	$(VENV)/bin/pytest -n 2 --durations=15 tests --nbmake notebooks $(ARGS)
+	$(VENV)/bin/pytest -n 2 --dist loadgroup --durations=15 tests --nbmake notebooks $(ARGS)
 
 test-fast: install
 	$(VENV)/bin/pytest -n 2 -m "not slow" $(ARGS)

@@ -179,7 +179,8 @@ def test_sbatch_templates_are_valid_bash_and_request_one_task_per_gpu():
     )
     assert directives["ntasks-per-node"] == directives["gpus-per-node"]
     assert directives["signal"] == "SIGUSR1@90" and "#SBATCH --requeue\n" in train
-    assert 'trainer.num_nodes="$nodes"' in train and 'trainer.devices="$gpus"' in train
+    assert 'trainer.num_nodes="$nodes"' in train and 'trainer.devices="$tasks"' in train
+    # run on the local cluster: tests/slurm/test_sbatch.py
 
 
 # ---------------------------------------------------------------- unrolled-sweep-report
@@ -411,3 +412,46 @@ def test_optuna_search_with_the_submitit_local_launcher(tiny_root, tmp_path):
     ]
     rows = _check_sweep(sweep, swept, wandb=True, labels=False)
     assert float(rows[0]["best val/ssim"]) == pytest.approx(result["best_value"])
+
+
+@pytest.mark.slow
+def test_multirun_on_a_fresh_clone_generates_the_data_once(tmp_path):
+    """Issue 10 section 3: two parallel jobs, no data yet. Before the fix they raced to write
+    the same ``.h5.tmp`` names and one failed with ``No such file or directory``."""
+    from helpers.process_group import run_group
+
+    fresh = tmp_path / "clone"
+    fresh.mkdir()
+    # enough volumes that both jobs are still generating when the other starts
+    tiny_synth = [
+        "synth.num_volumes=8",
+        "synth.slices_per_volume=2",
+        "synth.num_coils=4",
+        "synth.height=128",
+        "synth.width=64",
+        "+synth.split=[2,1,5]",
+    ]
+    sweep = fresh / "sweep"
+    proc = run_group(
+        [
+            str(BIN / "unrolled-train"),
+            "-m",
+            *[o for o in TINY if o != "synth=null"],
+            *tiny_synth,
+            "logger=csv",
+            "hydra/launcher=local",
+            "model.num_cascades=1,2",
+            f"hydra.sweep.dir={sweep}",
+        ],
+        timeout=900,
+        env={**os.environ, "WANDB_MODE": "disabled"},
+        cwd=fresh,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    for job in ("0", "1"):  # both jobs trained and were tested
+        assert set(json.loads((sweep / job / "metrics.json").read_text())) >= {"unrolled"}
+    data = fresh / "data" / "embedded"  # the default data.root
+    files = sorted(p.relative_to(data).as_posix() for p in data.rglob("*.h5"))
+    expected = ["train/0000", "train/0001", "val/0002", *(f"test/{i:04d}" for i in range(3, 8))]
+    assert files == sorted(f.replace("/", "/file_brain_synth_") + ".h5" for f in expected)
+    assert not list(data.rglob("*.tmp"))

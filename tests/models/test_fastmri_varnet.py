@@ -141,3 +141,154 @@ def test_one_training_step_through_our_loop_changes_parameters(tiny_root, tmp_pa
     # VarNet's first cascade starts from the measured k-space itself, so its soft-DC term
     # (k - y) * w is zero and w gets no gradient; every other parameter must move.
     assert unchanged == ["net.varnet.cascades.0.dc_weight"], unchanged
+
+
+# ---- fastMRI's published weights -------------------------------------------------------
+
+PUBLISHED = {"num_cascades": 12, "pools": 4, "chans": 18, "sens_pools": 4, "sens_chans": 8}
+"""fastMRI's E2E-VarNet sizes (its run_pretrained_varnet_inference.py)."""
+
+
+def _published_state_dict(path, seed=0):
+    """What fastMRI distributes: ``torch.save(VarNet(...published sizes).state_dict())``."""
+    from fastmri.models import VarNet
+
+    torch.manual_seed(seed)
+    ref = VarNet(**PUBLISHED).eval()
+    torch.save(ref.state_dict(), path)
+    return ref
+
+
+def _run_cli(cwd, *overrides, timeout=600):
+    """``unrolled-reconstruct`` in its own process group, killed on a timeout."""
+    import os
+    import signal
+    import subprocess
+    from pathlib import Path
+
+    exe = Path(sys.executable).parent / "unrolled-reconstruct"
+    env = {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(
+        [str(exe), "progress=false", f"hydra.run.dir={cwd / 'hydra'}", *overrides],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=cwd,
+        start_new_session=True,
+    )
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise
+    return proc.returncode, out, err
+
+
+def _fastmri_reference(ref, path):
+    """fastMRI's own pipeline on a file: VarNetDataTransform (its RandomMaskFunc, 4x, 0.08,
+    seeded by the file name), VarNet, centre crop to the recon size. ``(S, h, w)``."""
+    import h5py
+    from fastmri.data.subsample import RandomMaskFunc
+    from fastmri.data.transforms import VarNetDataTransform, center_crop
+
+    from unrolled.data.fastmri_io import read_volume_info
+
+    info = read_volume_info(path)
+    transform = VarNetDataTransform(RandomMaskFunc([0.08], [4]), use_seed=True)
+    images = []
+    with h5py.File(path) as f, torch.no_grad():
+        for s in range(f["kspace"].shape[0]):
+            sample = transform(
+                f["kspace"][s], None, f["reconstruction_rss"][s], info.metadata(), path.name, s
+            )
+            out = ref(sample.masked_kspace[None], sample.mask[None], sample.num_low_frequencies)
+            images.append(center_crop(out, sample.crop_size)[0])
+    return torch.stack(images)
+
+
+def test_published_weights_reconstruct_as_fastmri_does(tiny_root, tmp_path):
+    """unrolled-reconstruct method=varnet_fastmri weights=PATH loads a state dict saved from
+    fastmri.models.VarNet at the published sizes and gives fastMRI's own output."""
+    import h5py
+
+    (source,) = sorted((tiny_root / "val").glob("*.h5"))
+    weights = tmp_path / "varnet_state_dict.pt"
+    ref = _published_state_dict(weights)
+    code, out, err = _run_cli(
+        tmp_path,
+        "method=varnet_fastmri",
+        f"weights={weights}",
+        f"input_dir={source}",
+        f"output_dir={tmp_path / 'out'}",
+        "mask.accelerations=[4]",
+        "mask.center_fractions=[0.08]",
+        "batch_size=1",  # one slice per call, as fastMRI's run_pretrained_varnet_inference.py
+    )
+    assert code == 0, err
+    with h5py.File(tmp_path / "out" / source.name) as f:
+        ours = torch.from_numpy(f["reconstruction"][()])
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the command ran: the same arithmetic, bit for bit
+    try:
+        expected = _fastmri_reference(ref, source)
+    finally:
+        torch.set_num_threads(threads)
+    assert ours.shape == expected.shape == (2, 64, 64)
+    rel = ((ours - expected).abs().max() / expected.abs().max()).item()
+    print(f"VarNet (published sizes, seeded init): max |ours - fastMRI| / max = {rel:.2e}")
+    assert rel < 1e-5
+
+
+def test_published_weights_load_strictly_from_state_dicts_and_checkpoints(tmp_path):
+    ref = _published_state_dict(tmp_path / "plain.pt", seed=1)
+    state = ref.state_dict()
+    # fastMRI's Lightning VarNetModule: "varnet." keys plus the SSIM loss buffer
+    torch.save(
+        {
+            "state_dict": {**{f"varnet.{k}": v for k, v in state.items()}, "loss.w": torch.ones(1)},
+            "hyper_parameters": {"num_cascades": 12, "lr": 0.0003},
+            "epoch": 3,
+        },
+        tmp_path / "lightning.ckpt",
+    )
+    for name in ("plain.pt", "lightning.ckpt"):
+        net = FastmriVarNet(**PUBLISHED, weights=tmp_path / name)
+        for k, v in state.items():
+            assert torch.equal(net.varnet.state_dict()[k], v), (name, k)
+
+
+def test_wrong_weights_are_one_clear_line(tmp_path):
+    small = FastmriVarNet(**TINY)
+    torch.save(small.varnet.state_dict(), tmp_path / "tiny.pt")
+    (tmp_path / "text.pt").write_text("not a checkpoint")
+    torch.save({"a": 1}, tmp_path / "dict.pt")
+    cases = {
+        "tiny.pt": r"tiny.pt: not a fastMRI VarNet state dict .*shape",
+        "text.pt": r"text.pt: not a readable PyTorch weights file",
+        "dict.pt": r"dict.pt: holds no state dict",
+    }
+    for name, match in cases.items():
+        with pytest.raises(ValueError, match=match) as info:
+            FastmriVarNet(**PUBLISHED, weights=tmp_path / name)
+        assert "\n" not in str(info.value)
+    with pytest.raises(FileNotFoundError, match="missing.pt: VarNet weights file not found"):
+        FastmriVarNet(**TINY, weights=tmp_path / "missing.pt")
+    from unrolled.models.fastmri_varnet import pretrained_varnet
+
+    with pytest.raises(FileNotFoundError, match="pass weights=PATH"):
+        pretrained_varnet(None)
+
+
+def test_train_warm_starts_from_weights(tiny_root, tmp_path):
+    """unrolled-train model=varnet_fastmri model.weights=PATH starts from those weights."""
+    from unrolled.cli.train import build
+
+    torch.manual_seed(5)
+    start = FastmriVarNet(**TINY).varnet.state_dict()
+    torch.save(start, tmp_path / "start.pt")
+    cfg = _cfg(tiny_root, tmp_path / "run", f"model.weights={tmp_path / 'start.pt'}")
+    _, module, _ = build(cfg)
+    for k, v in start.items():
+        assert torch.equal(module.net.varnet.state_dict()[k], v), k

@@ -14,10 +14,12 @@ from typing import Any, TypeVar
 
 import torch
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from unrolled.data.errors import DataError
+from unrolled.physics.masks import MaskFunc
 
 CONFIG_DIR = str(importlib.resources.files("unrolled.conf"))
 """The Hydra configs: the data package ``unrolled.conf``, i.e. the repository's ``conf/`` in
@@ -45,8 +47,13 @@ OmegaConf.register_new_resolver("unrolled.run_name", _run_name, replace=True)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+
+class ConfigError(Exception):
+    """A configuration that cannot work, found before any file is read (``mask: ...``)."""
+
+
 # Bad input a user can fix: reported in one line, exit status 1, no traceback.
-USER_ERRORS = (DataError, FileExistsError, FileNotFoundError, FloatingPointError)
+USER_ERRORS = (DataError, FileExistsError, FileNotFoundError, FloatingPointError, ConfigError)
 
 
 def clean_errors(fn: F) -> F:
@@ -236,3 +243,61 @@ def load_checkpoint_network(checkpoint: str | Path, map_location: str = "cpu") -
     if checkpoint is None:
         raise FileNotFoundError("no checkpoint given: pass checkpoint=PATH/TO/best.ckpt")
     return load_network(checkpoint, map_location)[0]
+
+
+def build_mask(node: DictConfig | None, what: str = "mask") -> MaskFunc | None:
+    """Instantiate a mask config (``conf/mask/``), or ``None`` for an empty node.
+
+    The mask classes check their parameters when built
+    (:meth:`~unrolled.physics.masks.MaskFunc.check_parameters`), so CLIs call this first,
+    before reading any file: an unmeetable mask (a centre fraction above ``1/R``, an
+    acceleration below 1, a centre wider than the k-space) ends the run with one line.
+
+    Raises:
+        ConfigError: ``"mask: center_fractions[0]=0.3 is above ..."``, naming the parameter.
+    """
+    if not node:
+        return None
+    from hydra.utils import instantiate
+
+    try:
+        mask = instantiate(node)
+    except InstantiationException as e:
+        cause = e.__cause__
+        if isinstance(cause, ValueError | TypeError):
+            raise ConfigError(f"{what}: {cause}") from None
+        raise ConfigError(f"{what}: {e}") from None
+    if not isinstance(mask, MaskFunc):
+        raise ConfigError(f"{what}: {node.get('_target_')} is not a mask function")
+    return mask
+
+
+def check_mask_configs(cfg: DictConfig) -> None:
+    """Build the masks a training config names (``mask``, ``data.val_mask_func``) once.
+
+    Raises:
+        ConfigError: as :func:`build_mask`.
+    """
+    build_mask(cfg.get("mask"), "mask")
+    data = cfg.get("data") or {}
+    if isinstance(data, DictConfig) and data.get("val_mask_func") is not None:
+        build_mask(data.val_mask_func, "data.val_mask_func")
+
+
+def check_mask_shapes(mask_func: MaskFunc | None, volumes) -> None:
+    """Check a mask against the k-space shape of every volume (headers only, no k-space read).
+
+    Args:
+        mask_func: the mask, or ``None``.
+        volumes: :class:`~unrolled.data.fastmri_io.VolumeInfo` of each file.
+
+    Raises:
+        ConfigError: ``"mask: <file>: calib_size=(24, 24) is wider than the k-space ..."``.
+    """
+    if mask_func is None:
+        return
+    for vol in volumes:
+        try:
+            mask_func.check_shape(tuple(vol.kspace_shape))
+        except ValueError as e:
+            raise ConfigError(f"mask: {vol.path}: {e}") from None

@@ -29,7 +29,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate, to_absolute_path
 from omegaconf import DictConfig, ListConfig
 
-from unrolled.cli.common import CONFIG_DIR, USER_ERRORS, clean_errors, entry_point
+from unrolled.cli.common import CONFIG_DIR, USER_ERRORS, build_mask, clean_errors, entry_point
 from unrolled.data.acquisitions import open_acquisitions
 from unrolled.data.writer import write_reconstruction
 from unrolled.evaluation.fusion import fuse_volume
@@ -51,6 +51,7 @@ def main(cfg: DictConfig) -> None:
         _fail("output is not set: pass output=PATH.h5")
     if not isinstance(inputs, ListConfig | list):
         inputs = [inputs]
+    mask_func = build_mask(cfg.get("mask"))  # an unmeetable mask fails before any file is read
     paths = [Path(to_absolute_path(str(p))) for p in inputs]
     output = Path(to_absolute_path(str(cfg.output)))
     if output.resolve() in {p.resolve() for p in paths}:
@@ -68,7 +69,6 @@ def main(cfg: DictConfig) -> None:
 
     aset = open_acquisitions(paths)  # checks every input before any work
     fusion = _instantiate(cfg.fusion, "fusion")
-    mask_func = _instantiate(cfg.mask, "mask") if cfg.get("mask") else None
 
     start = time.perf_counter()
     with _progress(cfg.get("progress", True)) as progress:

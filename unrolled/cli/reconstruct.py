@@ -8,6 +8,10 @@ Examples::
         mask.accelerations=[8] mask.center_fractions=[0.04]
     unrolled-reconstruct method=zero_filled input_dir=data/test output_dir=recon overwrite=true
     unrolled-reconstruct method=zeroshot input_dir=data/val output_dir=recon_zs
+    unrolled-reconstruct method=cg_sense input_dir=data/val output_dir=recon \\
+        output_format=[h5,nifti,dicom]
+    unrolled-reconstruct method=varnet_fastmri weights=knee_state_dict.pt \\
+        input_dir=data/val output_dir=recon_varnet
 
 Options live in ``conf/reconstruct.yaml``; the logic in
 :mod:`unrolled.evaluation.inference`. Bad input (a missing folder or
@@ -21,10 +25,15 @@ per slice) are written beside the reconstruction. They obey the same rules:
 existing ones are refused before any work without ``overwrite=true``, they are
 rendered while the volumes are reconstructed (a failure leaves nothing), and
 written once every reconstruction is in place.
+
+``output_format`` (``h5``, ``nifti``, ``dicom`` or a list) adds NIfTI files and
+DICOM series (:mod:`unrolled.data.export`), all or nothing as well: the volumes
+are reconstructed into a hidden staging folder and published together.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import sys
@@ -38,7 +47,15 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate, to_absolute_path
 from omegaconf import DictConfig
 
-from unrolled.cli.common import CONFIG_DIR, USER_ERRORS, clean_errors, entry_point
+from unrolled.cli.common import (
+    CONFIG_DIR,
+    USER_ERRORS,
+    build_mask,
+    check_mask_shapes,
+    clean_errors,
+    entry_point,
+)
+from unrolled.data.export.folder import parse_formats, plan_exports, staging_dir, write_exports
 from unrolled.evaluation.inference import (
     autocast_dtype,
     check_outputs,
@@ -58,6 +75,9 @@ def main(cfg: DictConfig) -> None:
             _fail(f"{key} is not set: pass {key}=PATH")
     if int(cfg.batch_size) < 1:
         _fail(f"batch_size must be positive, got {cfg.batch_size}")
+    shard, num_shards = int(cfg.get("shard", 0)), int(cfg.get("num_shards", 1))
+    if num_shards < 1 or not 0 <= shard < num_shards:
+        _fail(f"shard must be in [0, num_shards), got shard={shard} num_shards={num_shards}")
     try:
         device = resolve_device(str(cfg.device))
         dtype = autocast_dtype(cfg.precision)
@@ -65,12 +85,22 @@ def main(cfg: DictConfig) -> None:
         _fail(str(e))
     input_dir = Path(to_absolute_path(cfg.input_dir))
     output_dir = Path(to_absolute_path(cfg.output_dir))
+    mask_func = build_mask(cfg.get("mask"))  # an unmeetable mask fails before any file is read
 
-    volumes = list_volumes(input_dir, cfg.challenge)
-    check_outputs(volumes, output_dir, cfg.overwrite)  # before loading anything heavy
+    try:
+        formats = parse_formats(cfg.get("output_format", "h5"))
+    except ValueError as e:
+        _fail(str(e))
+
+    volumes = list_volumes(input_dir, cfg.challenge, shard, num_shards)  # a job array's share
+    check_mask_shapes(mask_func, volumes)
+    if formats == ("h5",):
+        check_outputs(volumes, output_dir, cfg.overwrite)  # before loading anything heavy
+        exports = None
+    else:  # checks every target and reads each input's geometry, before any heavy work
+        exports = plan_exports(volumes, output_dir, formats, cfg.overwrite)
     method = _instantiate(cfg.method, "method")
     curves = _curve_paths(method, volumes, output_dir, bool(cfg.overwrite))
-    mask_func = _instantiate(cfg.mask, "mask") if cfg.get("mask") else None
     name = HydraConfig.get().runtime.choices.get("method", "method")
     if device.type == "cuda":
         torch.set_float32_matmul_precision("high")
@@ -83,12 +113,15 @@ def main(cfg: DictConfig) -> None:
         if curves:
             rendered.update(_render_curves(method, vol, curves[vol.fname]))
 
-    with _progress(cfg.get("progress", True)) as progress:
+    with (
+        _progress(cfg.get("progress", True)) as progress,
+        _exporting(exports, output_dir, name, bool(cfg.overwrite)) as recon_dir,
+    ):
         task = progress.add_task(f"{name}", total=len(volumes))
         summary = reconstruct_volumes(
             method,
             volumes,
-            output_dir,
+            recon_dir,
             mask_func,
             batch_size=int(cfg.batch_size),
             device=device,
@@ -101,7 +134,20 @@ def main(cfg: DictConfig) -> None:
     print(
         f"reconstructed {len(volumes)} volumes ({total} slices) with {name} on {device} "
         f"in {summary.seconds:.1f} s ({summary.slices_per_second:.2f} slices/s) -> {output_dir}"
+        + (f" as {', '.join(formats)}" if exports else "")
     )
+
+
+@contextlib.contextmanager
+def _exporting(exports, output_dir: Path, method: str, overwrite: bool):
+    """Where to reconstruct: ``output_dir`` for HDF5 alone; else a staging folder whose
+    volumes are exported (NIfTI, DICOM) and published with the HDF5 files, all or nothing."""
+    if exports is None:
+        yield output_dir
+        return
+    with staging_dir(output_dir) as stage:
+        yield stage
+        write_exports(stage, exports, method, overwrite)
 
 
 def _curve_paths(method, volumes, output_dir: Path, overwrite: bool) -> dict[str, list[Path]]:

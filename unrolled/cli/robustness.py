@@ -21,7 +21,13 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate, to_absolute_path
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from unrolled.cli.common import CONFIG_DIR, clean_errors, entry_point, load_checkpoint_network
+from unrolled.cli.common import (
+    CONFIG_DIR,
+    ConfigError,
+    clean_errors,
+    entry_point,
+    load_checkpoint_network,
+)
 from unrolled.evaluation.inference import resolve_device
 from unrolled.evaluation.robustness import (
     Condition,
@@ -33,6 +39,7 @@ from unrolled.evaluation.robustness import (
     rows_for,
     write_csv,
 )
+from unrolled.physics.masks import create_mask_func
 
 log = logging.getLogger("unrolled.robustness")
 
@@ -41,6 +48,7 @@ def run(cfg: DictConfig, output_dir: Path) -> list[dict]:
     """Evaluate every cell; write CSV, markdown and PNG into ``output_dir``."""
     from rich.progress import Progress
 
+    base, cells = check_cells(cfg)  # every cell's mask is met, before any file is read
     input_dir = Path(to_absolute_path(cfg.input_dir))
     if not input_dir.is_dir():
         raise FileNotFoundError(f"{input_dir}: input_dir does not exist")
@@ -51,8 +59,6 @@ def run(cfg: DictConfig, output_dir: Path) -> list[dict]:
     for name, path in (cfg.checkpoints or {}).items():
         methods[name] = load_checkpoint_network(to_absolute_path(path))
     slices = load_slices(files, cfg.max_slices_per_volume)
-    base = Condition(**OmegaConf.to_container(cfg.base, resolve=True))
-    cells = grid(base, OmegaConf.to_container(cfg.axes, resolve=True))
     rows: list[dict] = []
     with Progress() as progress:
         task = progress.add_task(f"{len(cells)} cells x {len(methods)} methods", total=len(cells))
@@ -70,6 +76,31 @@ def run(cfg: DictConfig, output_dir: Path) -> list[dict]:
     plot(rows, output_dir / "robustness.png")
     log.info("wrote robustness.csv, robustness.md, robustness.png to %s", output_dir)
     return rows
+
+
+def check_cells(cfg: DictConfig) -> tuple[Condition, list[tuple[str, Condition]]]:
+    """The base condition and the grid's cells, each cell's mask built once to check it.
+
+    Raises:
+        ConfigError: ``"mask: axes.acceleration=0.5 (mask_type=random, center_fraction=0.08,
+            acceleration=0.5): accelerations[0]=0.5 must be a number >= 1"``, or an unknown
+            axis or base field.
+    """
+    try:
+        base = Condition(**OmegaConf.to_container(cfg.base, resolve=True))
+        cells = grid(base, OmegaConf.to_container(cfg.axes, resolve=True))
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"base/axes: {e}") from None
+    for axis, cond in cells:
+        try:
+            create_mask_func(cond.mask_type, [cond.center_fraction], [cond.acceleration])
+        except ValueError as e:
+            where = "base" if cond == base else f"axes.{axis}={getattr(cond, axis)}"
+            raise ConfigError(
+                f"mask: {where} (mask_type={cond.mask_type}, center_fraction="
+                f"{cond.center_fraction}, acceleration={cond.acceleration}): {e}"
+            ) from None
+    return base, cells
 
 
 @entry_point("unrolled-robustness", __doc__, "robustness")

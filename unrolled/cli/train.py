@@ -21,9 +21,10 @@ import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
+from lightning.pytorch.callbacks import ProgressBar
 from omegaconf import DictConfig, OmegaConf
 
-from unrolled.cli.common import CONFIG_DIR, clean_errors, entry_point
+from unrolled.cli.common import CONFIG_DIR, check_mask_configs, clean_errors, entry_point
 from unrolled.evaluation.compare import (
     print_table,
     save_comparison_figure,
@@ -40,19 +41,43 @@ warnings.filterwarnings("ignore", message=r".*when logging on epoch level in dis
 
 
 def resume_path(resume: str | None, output_dir: Path) -> str | None:
-    """The checkpoint to resume from: ``"auto"`` -> the run directory's newest, if any."""
+    """The checkpoint to resume from.
+
+    ``"auto"``: of the run directory's checkpoints (``checkpoints/*.ckpt`` and Lightning's
+    SLURM requeue checkpoints ``hpc_ckpt_N.ckpt``), the one with the highest global step,
+    read from each file whatever its name (ties: the newest file); ``None`` when there is
+    none. Unreadable files (e.g. cut short by a kill) are skipped with a warning. A path:
+    that checkpoint. ``None``: start afresh.
+
+    Raises:
+        FileNotFoundError: ``resume`` is a path that is not a file.
+    """
     if resume != "auto":
         if resume is not None and not Path(resume).is_file():
             raise FileNotFoundError(f"{resume}: checkpoint to resume from not found")
         return resume
-    # the newer of last.ckpt and Lightning's SLURM requeue checkpoint (hpc_ckpt_N.ckpt)
-    found = [output_dir / "checkpoints" / "last.ckpt", *output_dir.glob("hpc_ckpt_*.ckpt")]
-    found = [p for p in found if p.is_file()]
-    if found:
-        newest = max(found, key=lambda p: p.stat().st_mtime)
-        log.info("resuming from %s", newest)
-        return str(newest)
-    return None
+    found = [*(output_dir / "checkpoints").glob("*.ckpt"), *output_dir.glob("hpc_ckpt_*.ckpt")]
+    steps = {}
+    for path in found:
+        try:
+            steps[path] = checkpoint_step(path)
+        except Exception as e:  # noqa: BLE001 - any unreadable file is skipped
+            log.warning("not resuming from %s: unreadable (%s: %s)", path, type(e).__name__, e)
+    if not steps:
+        return None
+    newest = max(steps, key=lambda p: (steps[p], p.stat().st_mtime))
+    log.info("resuming from %s (global step %d)", newest, steps[newest])
+    return str(newest)
+
+
+def checkpoint_step(path: Path) -> int:
+    """The ``global_step`` stored in a Lightning checkpoint (memory-mapped: cheap for big files).
+
+    Raises:
+        KeyError: no ``global_step`` in the file; or torch's errors for an unreadable file.
+    """
+    ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    return int(ckpt["global_step"])
 
 
 def build(cfg: DictConfig, datamodule=None):
@@ -72,6 +97,8 @@ def build(cfg: DictConfig, datamodule=None):
         config=OmegaConf.to_container(cfg, resolve=True),
     )
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
+    if not cfg.trainer.get("enable_progress_bar", True):  # the switch wins over the group
+        callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c]
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     return datamodule, module, trainer
@@ -99,6 +126,7 @@ def run(cfg: DictConfig) -> tuple[dict[str, dict[str, float]], float | None]:
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     trainer.test(module, datamodule=datamodule, ckpt_path=best or None, verbose=False)
     results = {}
+    # Rank 0 alone from here on: no collective below (the others have returned and exited).
     if trainer.is_global_zero:
         results = compare_with_baselines(cfg, datamodule, module, output_dir)
     score = trainer.checkpoint_callback.best_model_score if trainer.checkpoint_callback else None
@@ -126,9 +154,14 @@ def limited(loader_fn, limit):
 
 
 def compare_with_baselines(cfg, datamodule, module, output_dir: Path):
-    """Score the baselines on the test split next to the trained network; write results."""
+    """Score the baselines on the test split next to the trained network; write results.
+
+    Runs in one process (rank 0 under DDP), on every volume of the splits.
+    """
     device = module.device
-    test_batches = limited(datamodule.test_dataloader, cfg.trainer.get("limit_test_batches"))
+    test_batches = limited(
+        lambda: datamodule.whole_dataloader("test"), cfg.trainer.get("limit_test_batches")
+    )
     methods = {}
     for name, bcfg in (cfg.get("baselines") or {}).items():
         if name == "cg_sense" and cfg.get("cg_sense_lambda_grid"):
@@ -140,7 +173,9 @@ def compare_with_baselines(cfg, datamodule, module, output_dir: Path):
             lam, scores = tune_parameter(
                 make,
                 list(cfg.cg_sense_lambda_grid),
-                limited(datamodule.val_dataloader, cfg.trainer.get("limit_val_batches")),
+                limited(
+                    lambda: datamodule.whole_dataloader("val"), cfg.trainer.get("limit_val_batches")
+                ),
                 device=device,
             )
             log.info("CG-SENSE lambda on the validation split: %s (SSIM %s)", lam, scores)
@@ -177,6 +212,7 @@ def _finish_wandb(exit_code: int) -> None:
 def main(cfg: DictConfig) -> float | None:
     """Train; returns the best validation SSIM (the objective of Hydra sweepers)."""
     torch.set_float32_matmul_precision("high")
+    check_mask_configs(cfg)  # an unmeetable mask fails before data are generated or read
     try:
         _, best_val_ssim = run(cfg)
     except BaseException:

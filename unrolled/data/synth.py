@@ -27,8 +27,11 @@ different seeds share no volume.
 from __future__ import annotations
 
 import hashlib
+import inspect
+import logging
 import math
 import os
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -38,6 +41,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import torch
+from filelock import FileLock
 
 from unrolled.data.anatomy import CONTRASTS, head_template, sample_head, smooth_noise
 from unrolled.data.errors import DataError
@@ -47,6 +51,10 @@ from unrolled.physics.fft import fft2c, ifft2c
 
 ACQUISITIONS = ("AXT1", "AXT2", "AXPD")
 SPLITS = ("train", "val", "test")
+LOCK_NAME = ".generate.lock"
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+log = logging.getLogger(__name__)
 SIGNAL_LEVEL = 1e-4
 FOV_MM = 220.0  # field of view of the reconstructed (cropped) image, larger side
 
@@ -223,7 +231,8 @@ def write_volume(
     meta: VolumeMeta,
     patient_id: str,
 ) -> None:
-    """Write one fastMRI multicoil file atomically (``<name>.tmp``, then rename)."""
+    """Write one fastMRI multicoil file atomically (a temporary name unique to this
+    call, ``.<name>.<random>.tmp``, then rename), so writers never share a temporary file."""
     path = Path(path)
     S, C, H, W = kspace.shape
     h, w = recon_size
@@ -231,8 +240,11 @@ def write_volume(
     header = build_ismrmrd_header(
         (H, W, 1), (h, w, 1), C, (meta.pixel_mm * H, meta.pixel_mm * W, meta.slice_thickness_mm)
     )
-    tmp = path.with_name(path.name + ".tmp")
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    tmp = Path(tmp_name)
     try:
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; use the usual permissions
         with h5py.File(tmp, "w") as f:
             f.create_dataset("kspace", data=kspace.astype(np.complex64, copy=False))
             f.create_dataset("ismrmrd_header", data=np.bytes_(header))
@@ -299,7 +311,7 @@ def generate_dataset(
         if not overwrite:
             raise DataError(out, "already contains .h5 files; pass overwrite=true to replace them")
         for name in SPLITS:
-            for old in [*(out / name).glob("*.h5"), *(out / name).glob("*.h5.tmp")]:
+            for old in [*(out / name).glob("*.h5"), *(out / name).glob(".*.h5.*.tmp")]:
                 old.unlink()
 
     names = [name for name, n in zip(SPLITS, counts, strict=True) for _ in range(n)]
@@ -343,15 +355,58 @@ def generate_dataset(
 
 
 def ensure_dataset(root: str | os.PathLike[str], **kwargs) -> dict | None:
-    """Generate the data set into ``root`` unless every split folder holds ``.h5`` files.
+    """Generate the data set into ``root`` unless it is there already.
+
+    Safe when several processes call it at once on a shared file system (the jobs of a
+    multirun, DDP ranks, SLURM array tasks): generation runs under an inter-process lock
+    (``root/.generate.lock``, :class:`filelock.FileLock`), and a process that obtains the
+    lock after another one generated the set finds it complete and does nothing. A
+    complete set is recognised without the lock, so a read-only ``root`` works.
 
     Returns:
         The summary of :func:`generate_dataset`, or ``None`` when nothing was done.
+
+    Raises:
+        As :func:`generate_dataset`.
     """
     root = Path(root)
-    if all(any((root / name).glob("*.h5")) for name in SPLITS):
+    lock_path = root / LOCK_NAME
+    # A set of our own is complete when all its files exist; a folder of other files
+    # (the user's own data, or a set generated before the lock existed) when every
+    # split holds some and no generation ever ran there.
+    if _is_complete(root, kwargs) or (not lock_path.exists() and _has_every_split(root)):
         return None
-    return generate_dataset(root, **kwargs)
+    root.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(lock_path)
+    try:
+        lock.acquire(timeout=0)
+    except TimeoutError:
+        log.info("waiting for another process generating the data set in %s", root)
+        lock.acquire()
+    try:
+        # checked again now that we hold the lock: another process may have generated it
+        if _is_complete(root, kwargs) or _has_every_split(root):
+            return None
+        return generate_dataset(root, **kwargs)
+    finally:
+        lock.release()
+
+
+def _is_complete(root: Path, options: dict) -> bool:
+    """Whether every file :func:`generate_dataset` would write with ``options`` exists
+    (they are published atomically, so an existing file is a whole one)."""
+    defaults = inspect.signature(generate_dataset).parameters
+    num_volumes = options.get("num_volumes", defaults["num_volumes"].default)
+    counts = split_counts(options.get("split", defaults["split"].default), num_volumes)
+    names = [name for name, n in zip(SPLITS, counts, strict=True) for _ in range(n)]
+    return all(
+        (root / name / f"file_brain_synth_{index:04d}.h5").is_file()
+        for index, name in enumerate(names)
+    )
+
+
+def _has_every_split(root: Path) -> bool:
+    return all(any((root / name).glob("*.h5")) for name in SPLITS)
 
 
 def save_preview(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -10,6 +9,7 @@ import torch
 from torch import nn
 
 from unrolled.data.sample import Sample
+from unrolled.evaluation.metrics_json import write_metrics_file
 from unrolled.evaluation.runner import reconstruct
 from unrolled.evaluation.tuning import tune_parameter
 
@@ -26,11 +26,10 @@ METRICS = ("psnr", "ssim", "nmse")
 
 
 def write_metrics_json(results: dict[str, dict[str, float]], path: Path) -> Path:
-    """Write ``{"method": {"psnr", "ssim", "nmse"}}`` atomically."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(results, indent=2) + "\n")
-    os.replace(tmp, path)
-    return path
+    """Write ``{"method": {"psnr", "ssim", "nmse"}}`` atomically, as strict JSON: a
+    non-finite metric is ``null`` with a ``<metric>_nonfinite`` flag
+    (:mod:`unrolled.evaluation.metrics_json`)."""
+    return write_metrics_file(results, path)
 
 
 def format_table(results: dict[str, dict[str, float]], title: str = "") -> str:

@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 import os
 import tempfile
@@ -55,6 +54,7 @@ from unrolled.data.errors import DataError
 from unrolled.data.fastmri_io import recon_key_for
 from unrolled.data.writer import RECONSTRUCTION_KEY
 from unrolled.evaluation.metrics import nmse, psnr, ssim
+from unrolled.evaluation.metrics_json import dumps_strict
 from unrolled.physics.coils import center_crop
 
 METRICS = ("nmse", "psnr", "ssim")
@@ -284,7 +284,7 @@ def write_results(evaluation: Evaluation, output_dir: str | PathLike[str]) -> tu
         ``(json path, csv path)``.
     """
     out = Path(output_dir)
-    summary = json.dumps(evaluation.summary(), indent=2) + "\n"
+    summary = dumps_strict(evaluation.summary())  # non-finite metrics: null + flag
     buf = io.StringIO()
     columns = [f.name for f in VolumeScore.__dataclass_fields__.values()]
     writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 import os
 import re
@@ -30,6 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
+
+from unrolled.evaluation.metrics_json import read_metrics_json
 
 __all__ = [
     "DEFAULT_METRIC",
@@ -166,7 +167,7 @@ def _sweep_root(job_dir: Path, root: Path) -> Path:
 def _read_run(job_dir: Path, root: Path) -> SweepRun:
     overrides = yaml.safe_load((job_dir / ".hydra" / "overrides.yaml").read_text()) or []
     test_path = job_dir / "metrics.json"
-    test = json.loads(test_path.read_text()) if test_path.is_file() else {}
+    test = read_metrics_json(test_path) if test_path.is_file() else {}
     ckpts = sorted((job_dir / "checkpoints").glob("best*.ckpt"))
     last = job_dir / "checkpoints" / "last.ckpt"
     checkpoint = ckpts[-1] if ckpts else (last if last.is_file() else None)

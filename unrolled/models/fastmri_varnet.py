@@ -7,6 +7,12 @@ fastMRI's trailing real/imaginary axis ``(B, C, H, W, 2)``, our float mask
 trained, evaluated and benchmarked by the same code as
 :class:`~unrolled.models.unrolled.UnrolledNet` (``model=varnet_fastmri``).
 
+fastMRI's published weights load into it: ``FastmriVarNet(weights=PATH)`` (and
+``model.weights=PATH`` / ``weights=PATH`` on the command line) reads a file saved
+by ``torch.save(VarNet(...).state_dict())``, as fastMRI distributes its
+pretrained E2E-VarNet, or a Lightning checkpoint of fastMRI's ``VarNetModule``
+(keys ``varnet.*`` in ``state_dict``), strictly: every tensor must match.
+
 ``fastmri`` is an optional peer (a test oracle, installed with ``--no-deps``),
 imported only when the adapter is built.
 """
@@ -14,6 +20,9 @@ imported only when the adapter is built.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
+from os import PathLike
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -23,6 +32,9 @@ from torch.utils.checkpoint import checkpoint
 from unrolled.models.unrolled import UnrolledOutput
 
 log = logging.getLogger(__name__)
+
+WEIGHT_PREFIXES = ("varnet.", "net.varnet.")
+"""Key prefixes stripped from checkpoints: fastMRI's ``VarNetModule``, our training module."""
 
 
 def _fastmri_mask(mask: torch.Tensor) -> torch.Tensor:
@@ -58,12 +70,17 @@ class FastmriVarNet(nn.Module):
         checkpointing: recompute each cascade in the backward pass (gradient
             checkpointing, as ``UnrolledNet(checkpointing=True)``); off in the
             published E2E-VarNet and in the benchmarks.
+        weights: a file of fastMRI VarNet weights (see :func:`load_fastmri_weights`),
+            loaded strictly after construction: a warm start for training, or the
+            published E2E-VarNet for ``unrolled-reconstruct``. ``None``: random init.
         denoiser: ignored. Experiments written for :class:`UnrolledNet` (e.g.
             ``experiment=embedded``) set ``model.denoiser.*``; accepting the key lets
             ``model=varnet_fastmri`` compose with them. A warning names what was dropped.
 
     Raises:
         ImportError: the ``fastmri`` package is not installed.
+        FileNotFoundError: ``weights`` does not exist.
+        ValueError: ``weights`` is not a VarNet state dict of these sizes.
     """
 
     def __init__(
@@ -74,6 +91,7 @@ class FastmriVarNet(nn.Module):
         chans: int = 18,
         pools: int = 4,
         checkpointing: bool = False,
+        weights: str | PathLike[str] | None = None,
         denoiser: Any = None,
     ) -> None:
         super().__init__()
@@ -96,6 +114,8 @@ class FastmriVarNet(nn.Module):
             chans=chans,
             pools=pools,
         )
+        if weights is not None:
+            load_fastmri_weights(self.varnet, weights)
 
     def forward(
         self,
@@ -153,3 +173,86 @@ class FastmriVarNet(nn.Module):
             else:
                 pred = cascade(pred, k, m, maps)
         return pred, maps
+
+
+def pretrained_varnet(weights: str | PathLike[str] | None, **sizes: Any) -> FastmriVarNet:
+    """fastMRI's E2E-VarNet with given weights, in eval mode (``method=varnet_fastmri``).
+
+    Args:
+        weights: the weights file (see :func:`load_fastmri_weights`); required.
+        **sizes: :class:`FastmriVarNet` sizes; the published ones by default.
+
+    Raises:
+        FileNotFoundError: ``weights`` is ``None`` or does not exist.
+        ValueError: the file does not hold VarNet weights of these sizes.
+    """
+    if weights is None:
+        raise FileNotFoundError(
+            "method=varnet_fastmri needs fastMRI's VarNet weights: pass weights=PATH"
+        )
+    return FastmriVarNet(weights=weights, **sizes).eval()
+
+
+def load_fastmri_weights(varnet: nn.Module, path: str | PathLike[str]) -> None:
+    """Load fastMRI E2E-VarNet weights strictly into ``varnet`` (a ``fastmri.models.VarNet``).
+
+    Accepted files (read with ``torch.load(weights_only=True)``, so no code runs):
+    a plain state dict, as fastMRI's pretrained ``*_state_dict.pt`` files and
+    ``torch.save(VarNet(...).state_dict())`` write it; or a checkpoint with a
+    ``state_dict`` entry whose VarNet keys start with ``varnet.`` (fastMRI's
+    Lightning ``VarNetModule``; its other entries, e.g. the SSIM loss buffer, are
+    ignored) or ``net.varnet.`` (an ``unrolled-train model=varnet_fastmri`` checkpoint).
+
+    Args:
+        varnet: the network to fill.
+        path: the weights file.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        ValueError: the file is unreadable, holds no state dict, or its tensors
+            do not match ``varnet`` exactly (names and shapes); one line naming
+            the file and the first differences.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: VarNet weights file not found")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unpickling failure is a bad file
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise ValueError(
+            f"{path}: not a readable PyTorch weights file ({type(e).__name__}: {msg})"
+        ) from None
+    state = _varnet_state(obj, path)
+    expected = varnet.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    shapes = [
+        f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in state and tuple(state[k].shape) != tuple(v.shape)
+    ]
+    if missing or unexpected or shapes:
+        parts = []
+        for what, items in (("missing", missing), ("unexpected", unexpected), ("shape", shapes)):
+            if items:
+                parts.append(f"{len(items)} {what} (e.g. {', '.join(items[:2])})")
+        raise ValueError(
+            f"{path}: not a fastMRI VarNet state dict of this model's sizes "
+            f"(num_cascades, chans, pools, sens_chans, sens_pools): {'; '.join(parts)}"
+        )
+    varnet.load_state_dict(state, strict=True)
+
+
+def _varnet_state(obj: Any, path: Path) -> dict[str, torch.Tensor]:
+    """The VarNet tensors of a loaded file: a plain state dict or a checkpoint's, prefixes off."""
+    if isinstance(obj, Mapping) and isinstance(obj.get("state_dict"), Mapping):
+        obj = obj["state_dict"]
+    if not isinstance(obj, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()
+    ):
+        raise ValueError(f"{path}: holds no state dict (a mapping of names to tensors)")
+    for prefix in WEIGHT_PREFIXES:
+        if any(k.startswith(prefix) for k in obj):
+            return {k[len(prefix) :]: v for k, v in obj.items() if k.startswith(prefix)}
+    return dict(obj)

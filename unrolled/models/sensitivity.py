@@ -8,6 +8,8 @@ with ``kspace`` ``(B, C, H, W)`` complex (undersampled), ``mask`` ``(B, 1, H, W)
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torch import nn
 
@@ -58,12 +60,19 @@ class LearnedSensitivity(nn.Module):
         return _normalise(images)
 
 
+class ZeroCalibrationWarning(UserWarning):
+    """A slice's calibration region is all zero (a dropped acquisition, a padding slice):
+    its coil sensitivities, and so its image, are zero."""
+
+
 class EspiritSensitivity(nn.Module):
     """ESPIRiT maps from the calibration region, computed without gradients.
 
     Maps depend only on the fully sampled calibration region, so they are
     cached per (file, slice, calibration width) when keys are passed in,
-    which makes repeated epochs cheap.
+    which makes repeated epochs cheap. A slice whose calibration region is all
+    zero gets zero maps and a :class:`ZeroCalibrationWarning` naming its file
+    and slice (``keys[i][:2]``).
 
     Args:
         kernel_size: ESPIRiT kernel width.
@@ -113,6 +122,15 @@ class EspiritSensitivity(nn.Module):
                 threshold=self.threshold,
                 crop=self.crop,
             )[0]
+            if not bool(maps.abs().amax() > 0):
+                key = tuple(keys[i]) if keys is not None else ()
+                where = f"{key[0]} slice {key[1]}" if len(key) >= 2 else f"batch element {i}"
+                warnings.warn(
+                    f"{where}: the calibration region is all zero, so ESPIRiT finds no "
+                    "coil sensitivities: zero maps (and a zero image) for this slice",
+                    ZeroCalibrationWarning,
+                    stacklevel=2,
+                )
             out[i] = maps
             if keys is not None and len(self._cache) < self.cache_size:
                 self._cache[(*keys[i], int(num_low_frequencies[i]))] = maps.cpu()

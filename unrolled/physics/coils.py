@@ -198,7 +198,9 @@ def espirit(
 
     Returns:
         Complex maps, same shape and dtype as ``kspace``, with
-        ``sum_c |S_c|^2 = 1`` inside the support and 0 outside.
+        ``sum_c |S_c|^2 = 1`` inside the support and 0 outside. An element
+        whose calibration region is all zero (no singular value, so no
+        kernel) gets all-zero maps.
 
     Raises:
         ValueError: if neither ``num_low_frequencies`` nor ``calib`` is
@@ -281,6 +283,8 @@ def _espirit_single(
     win = cal.unfold(1, k, 1).unfold(2, k, 1)  # (C, cy-k+1, cx-k+1, k, k)
     mat = win.permute(1, 2, 0, 3, 4).reshape(-1, C * k * k)  # (windows, C*k*k)
     _, s, vh = torch.linalg.svd(mat, full_matrices=False)
+    if not bool(s[0] > 0):  # all-zero calibration data (e.g. a dropped slice): no kernel
+        return torch.zeros_like(kspace)
     # Rows of V^H span the row space of the calibration matrix.
     kernels = vh[s > threshold * s[0]].reshape(-1, C, k, k)  # (n, C, k, k)
 

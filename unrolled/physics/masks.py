@@ -87,7 +87,74 @@ class MaskFunc:
         self.center_fractions = list(center_fractions)
         self.accelerations = list(accelerations)
         self.allow_any_combination = allow_any_combination
+        self.check_parameters()
         self.rng = np.random.RandomState(seed)
+
+    #: Slice steps need integer accelerations (equispaced and magic masks).
+    integer_acceleration = False
+    #: The centre block covers ``f`` of each axis it spans: ``f`` of the lines for 1D
+    #: masks, ``f * f`` of the grid for 2D masks.
+    centre_axes = 1
+
+    def check_parameters(self) -> None:
+        """Reject configurations no mask can meet; called by the constructor.
+
+        Every ``(center_fraction, acceleration)`` pair that can be drawn (all combinations
+        under ``allow_any_combination``) must satisfy ``0 <= f <= 1``, ``R >= 1``
+        (an integer for equispaced and magic masks) and ``f ** d <= 1 / R`` (``d`` = 1 for
+        line masks, 2 for grid masks): a centre above ``1 / R`` alone holds more samples
+        than acceleration ``R`` allows. ``f = 1 / R`` is met by the centre block alone.
+
+        Raises:
+            ValueError: one line naming the parameter and its value, e.g.
+                ``center_fractions[0]=0.3 is above 1/accelerations[0] = 1/4 ...``.
+        """
+        if not self.center_fractions or not self.accelerations:
+            raise ValueError(
+                f"center_fractions={self.center_fractions} and accelerations="
+                f"{self.accelerations} must each hold at least one value"
+            )
+        for i, f in enumerate(self.center_fractions):
+            if not (isinstance(f, int | float) and math.isfinite(f) and f >= 0):
+                raise ValueError(f"center_fractions[{i}]={f} must be a number >= 0")
+            if f > 1:
+                raise ValueError(
+                    f"center_fractions[{i}]={f} is above 1: the centre would be wider "
+                    "than the k-space"
+                )
+        for j, r in enumerate(self.accelerations):
+            if not (isinstance(r, int | float) and math.isfinite(r) and r >= 1):
+                raise ValueError(f"accelerations[{j}]={r} must be a number >= 1")
+            if self.integer_acceleration and r != int(r):
+                raise ValueError(
+                    f"accelerations[{j}]={r} must be an integer for {type(self).__name__}"
+                )
+        if self.allow_any_combination:
+            pairs = [
+                (i, j)
+                for i in range(len(self.center_fractions))
+                for j in range(len(self.accelerations))
+            ]
+        else:
+            pairs = [(i, i) for i in range(len(self.center_fractions))]
+        for i, j in pairs:
+            f, r = self.center_fractions[i], self.accelerations[j]
+            if f**self.centre_axes * r > 1 + 1e-9:
+                share = "" if self.centre_axes == 1 else " squared (the block's share of the grid)"
+                raise ValueError(
+                    f"center_fractions[{i}]={f}{share} is above 1/accelerations[{j}] = 1/{r:g}: "
+                    f"the centre alone holds more samples than {r:g}x acceleration allows"
+                )
+
+    def check_shape(self, shape: Sequence[int]) -> None:
+        """Reject a k-space shape ``(..., H, W)`` this mask cannot sample.
+
+        Raises:
+            ValueError: ``shape`` is not ``(..., H, W)`` with positive sides, or (grid masks)
+                the calibration block is wider than the k-space or exceeds the target.
+        """
+        if len(shape) < 2 or min(shape[-2:]) < 1:
+            raise ValueError(f"shape should be (..., H, W), got {tuple(shape)}")
 
     def __call__(
         self, shape: Sequence[int], offset: int | None = None, seed: Seed = None
@@ -106,8 +173,7 @@ class MaskFunc:
             masks or ``(H, W)`` for 2D masks, and the width of the fully sampled centre.
         """
         shape = tuple(int(s) for s in shape)
-        if len(shape) < 2:
-            raise ValueError(f"shape should be (..., H, W), got {shape}")
+        self.check_shape(shape)
         with temp_seed(self.rng, seed):
             mask, num_low_frequencies = self.sample_mask(shape, offset)
         return torch.from_numpy(np.ascontiguousarray(mask, dtype=np.float32)), num_low_frequencies
@@ -171,6 +237,8 @@ class EquispacedMaskFunc(_LineMaskFunc):
     ``offset`` defaults to a random integer in ``[0, R)``.
     """
 
+    integer_acceleration = True
+
     def calculate_acceleration_mask(
         self, num_cols: int, acceleration: float, offset: int | None, num_low_frequencies: int
     ) -> np.ndarray:
@@ -189,21 +257,20 @@ class EquispacedMaskFractionFunc(_LineMaskFunc):
 
     The spacing is ``R (W - n_low) / (W - n_low R)``; positions are rounded, so lines are
     only approximately equispaced, and the last column is never an acceleration line
-    (both kept from fastMRI to match the public multicoil data).
+    (both kept from fastMRI to match the public multicoil data). When the centre alone
+    reaches ``W / R`` lines (``n_low R >= W``, e.g. a centre fraction of exactly ``1 / R``,
+    where fastMRI divides by zero), the mask is the centre block alone.
     """
 
     def calculate_acceleration_mask(
         self, num_cols: int, acceleration: float, offset: int | None, num_low_frequencies: int
     ) -> np.ndarray:
+        if num_low_frequencies * acceleration >= num_cols:
+            return np.zeros(num_cols)  # the centre alone reaches the target
         adjusted_accel = (acceleration * (num_low_frequencies - num_cols)) / (
             num_low_frequencies * acceleration - num_cols
         )
         if offset is None:
-            if round(adjusted_accel) <= 0:
-                raise ValueError(
-                    f"centre of {num_low_frequencies} lines leaves no acceleration lines "
-                    f"for acceleration {acceleration} on {num_cols} columns"
-                )
             offset = self.rng.randint(0, high=round(adjusted_accel))
         mask = np.zeros(num_cols)
         samples = np.around(np.arange(offset, num_cols - 1, adjusted_accel)).astype(np.uint)
@@ -217,6 +284,8 @@ class MagicMaskFunc(_LineMaskFunc):
     Positive and negative frequencies are sampled every ``R`` lines with offsets that
     differ by one, so a line and its conjugate partner are not both acquired.
     """
+
+    integer_acceleration = True
 
     def calculate_acceleration_mask(
         self, num_cols: int, acceleration: float, offset: int | None, num_low_frequencies: int
@@ -249,6 +318,8 @@ class MagicMaskFractionFunc(MagicMaskFunc):
     ``round(W / (round(W / R) - n_low))``.
     """
 
+    integer_acceleration = False  # only the adjusted spacing is rounded
+
     def sample_mask(self, shape: tuple[int, ...], offset: int | None) -> tuple[np.ndarray, int]:
         num_cols = shape[-1]
         center_fraction, acceleration = self.choose_acceleration()
@@ -256,7 +327,9 @@ class MagicMaskFractionFunc(MagicMaskFunc):
         target_columns = round(num_cols / acceleration)
         num_low = max(min(num_low, target_columns), 1)
         adjusted_target = target_columns - num_low
-        adjusted_acceleration = round(num_cols / adjusted_target) if adjusted_target > 0 else 0
+        if adjusted_target <= 0:  # the centre alone reaches the target (fastMRI fails here)
+            return center_mask_1d(num_cols, num_low).reshape(1, num_cols), num_low
+        adjusted_acceleration = round(num_cols / adjusted_target)
         return self._combine(num_cols, adjusted_acceleration, offset, num_low)
 
 
@@ -289,23 +362,55 @@ class _GridMaskFunc(MaskFunc):
             center_fractions = [0.0] * len(accelerations)
             if calib_size is None:
                 calib_size = (24, 24)
-        super().__init__(center_fractions, accelerations, allow_any_combination, seed)
+        if calib_size is not None and (len(calib_size) != 2 or min(calib_size) < 0):
+            raise ValueError(f"calib_size={calib_size} must be two sizes (h, w) >= 0")
         self.calib_size = None if calib_size is None else (int(calib_size[0]), int(calib_size[1]))
+        super().__init__(center_fractions, accelerations, allow_any_combination, seed)
+
+    centre_axes = 2
+
+    def check_parameters(self) -> None:
+        """As :meth:`MaskFunc.check_parameters`; a fixed ``calib_size`` is checked per shape."""
+        if self.calib_size is not None:
+            fractions = self.center_fractions
+            self.center_fractions = [0.0] * len(fractions)
+            try:
+                super().check_parameters()
+            finally:
+                self.center_fractions = fractions
+        else:
+            super().check_parameters()
+
+    def check_shape(self, shape: Sequence[int]) -> None:
+        """As :meth:`MaskFunc.check_shape`; also rejects a ``calib_size`` wider than the
+        k-space or holding more samples than the largest acceleration allows."""
+        super().check_shape(shape)
+        if self.calib_size is None:
+            return
+        height, width = shape[-2:]
+        ch, cw = self.calib_size
+        if ch > height or cw > width:
+            raise ValueError(
+                f"calib_size={self.calib_size} is wider than the k-space {(height, width)}"
+            )
+        target = int(round(height * width / max(self.accelerations)))
+        if ch * cw > target:
+            raise ValueError(
+                f"calibration block calib_size={self.calib_size} alone exceeds {target} "
+                f"samples (accelerations={self.accelerations} on {height}x{width})"
+            )
 
     def sample_mask(self, shape: tuple[int, ...], offset: int | None) -> tuple[np.ndarray, int]:
         height, width = shape[-2:]
         center_fraction, acceleration = self.choose_acceleration()
         if self.calib_size is not None:
-            ch, cw = min(self.calib_size[0], height), min(self.calib_size[1], width)
+            ch, cw = self.calib_size
         else:
             ch, cw = int(round(center_fraction * height)), int(round(center_fraction * width))
         calib = np.outer(center_mask_1d(height, ch), center_mask_1d(width, cw)).astype(bool)
         target = int(round(height * width / acceleration))
-        if target < ch * cw:
-            raise ValueError(
-                f"calibration block {ch}x{cw} alone exceeds {target} samples "
-                f"(acceleration {acceleration} on {height}x{width})"
-            )
+        if target <= ch * cw:  # the block alone reaches the target (f = 1/sqrt(R), rounding)
+            return calib, cw
         # (H, W) distance from the centre, each axis normalised by its half-length
         ky = (np.arange(height) - height // 2) / (height / 2)
         kx = (np.arange(width) - width // 2) / (width / 2)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
 
 from unrolled.physics.coils import center_crop, rss
 from unrolled.physics.fft import ifft2c
@@ -89,10 +90,17 @@ class ImageLogger(L.Callback):
         self.every_n_epochs = every_n_epochs
         self.cascades = list(cascades) if cascades is not None else [0]
         self.last_path: Path | None = None
+        self._root: Path | None = None
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        # trainer.log_dir broadcasts rank 0's directory: a collective, so every rank asks for
+        # it here, together; asked on rank 0 alone (below), it would hang the other ranks.
+        self._root = Path(trainer.log_dir or trainer.default_root_dir)
 
     def on_validation_batch_end(
         self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0
     ):
+        # Rank 0 alone from here on: nothing below may synchronise the ranks.
         if batch_idx != 0 or trainer.sanity_checking or not trainer.is_global_zero:
             return
         if trainer.current_epoch % self.every_n_epochs != 0 or not batch.has_target:
@@ -110,9 +118,35 @@ class ImageLogger(L.Callback):
                     idx = c % len(out.cascades)
                     row[f"cascade {idx + 1}"] = center_crop(out.cascades[idx][i], crop)
             rows.append(row)
-        root = Path(trainer.log_dir or trainer.default_root_dir)
+        root = self._root or Path(trainer.default_root_dir)
         path = root / "figures" / f"val_epoch{trainer.current_epoch:03d}.png"
         self.last_path = save_image_grid(rows, path, f"epoch {trainer.current_epoch}")
         for logger in trainer.loggers:
-            if type(logger).__name__ == "WandbLogger":
+            if type(logger).__name__ == "WandbLogger":  # rank-0-only logging, no collective
                 logger.log_image(key="val/images", images=[str(path)], step=trainer.global_step)
+
+
+class ResumeCheckpoint(ModelCheckpoint):
+    """The one writer of the resume checkpoint ``last.ckpt``.
+
+    Writes it every ``every_n_train_steps`` optimisation steps and at the end of every
+    training epoch (after its validation), so a killed or requeued run that resumes from
+    it (``resume=auto``) repeats at most ``every_n_train_steps`` steps, whatever the
+    epoch length, and a finished run's ``last.ckpt`` holds its final weights. Other
+    checkpoint callbacks (the best model) must not also write a ``last.ckpt``: two
+    writers of one name make Lightning version the second (``last-v1.ckpt``).
+
+    Args:
+        dirpath: the folder of ``last.ckpt``.
+        every_n_train_steps: the period, in optimisation steps.
+    """
+
+    def __init__(self, dirpath: str, every_n_train_steps: int = 25) -> None:
+        super().__init__(
+            dirpath=dirpath, every_n_train_steps=every_n_train_steps, save_top_k=0, save_last=True
+        )
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_train_epoch_end(trainer, pl_module)
+        if not self._should_skip_saving_checkpoint(trainer):  # not saved at this step yet
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))

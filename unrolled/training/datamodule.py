@@ -132,9 +132,9 @@ class ReconDataModule(L.LightningDataModule):
         for stage in stages:
             self.dataset(stage)
 
-    def _loader(self, stage: str) -> DataLoader:
+    def _loader(self, stage: str, shard: bool = True) -> DataLoader:
         ds = self.dataset(stage)
-        trainer = getattr(self, "trainer", None)
+        trainer = getattr(self, "trainer", None) if shard else None
         replicas = trainer.world_size if trainer is not None else 1
         rank = trainer.global_rank if trainer is not None else 0
         if stage == "train":  # equal batch counts per rank (gradients are synchronised)
@@ -174,3 +174,9 @@ class ReconDataModule(L.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self._loader("test")
+
+    def whole_dataloader(self, stage: str) -> DataLoader:
+        """Every volume of ``stage`` (``"val"`` or ``"test"``) in this process, whatever the
+        number of DDP ranks: for evaluation outside Lightning's loops (on one rank), where
+        the ``*_dataloader`` methods would give this rank's share only."""
+        return self._loader(stage, shard=False)

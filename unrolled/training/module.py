@@ -22,6 +22,13 @@ OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 SchedulerFactory = Callable[..., torch.optim.lr_scheduler.LRScheduler]
 
 
+def all_ranks(module: L.LightningModule, decision: bool) -> bool:
+    """``decision`` and-ed over the DDP ranks (one all-reduce, every rank must call it);
+    ``decision`` itself in one process or without a trainer."""
+    trainer = module._trainer  # None outside a trainer (then no other rank exists)
+    return trainer.strategy.reduce_boolean_decision(decision) if trainer is not None else decision
+
+
 class ReconModule(L.LightningModule):
     """Supervised training of a reconstruction network.
 
@@ -61,7 +68,9 @@ class ReconModule(L.LightningModule):
             raise ValueError("supervised training needs fully sampled targets")
         pred, _ = self(batch)
         loss = self.loss(pred, batch.target, batch.max_value)
-        if not torch.isfinite(loss):
+        # decided by all ranks together: a rank raising alone would leave the others waiting
+        # in the gradient all-reduce
+        if not all_ranks(self, bool(torch.isfinite(loss))):
             raise FloatingPointError(
                 f"non-finite training loss {float(loss)} at step {self.global_step} "
                 f"(files {sorted(set(batch.fname))}); the last good checkpoint is kept"

@@ -58,7 +58,7 @@ from unrolled.models.sensitivity import EspiritSensitivity
 from unrolled.physics.coils import MIN_CALIB_ROWS
 from unrolled.physics.splitting import SELECTIONS, split_mask
 from unrolled.training.losses import SSIML1Loss
-from unrolled.training.module import OptimizerFactory, ReconModule, SchedulerFactory
+from unrolled.training.module import OptimizerFactory, ReconModule, SchedulerFactory, all_ranks
 
 Key = tuple[str, int]
 
@@ -225,7 +225,9 @@ class SSDUModule(ReconModule):
 
     def training_step(self, batch: Sample, batch_idx: int) -> torch.Tensor:
         loss, _ = self.ssdu_loss(batch, self.global_step)
-        if not torch.isfinite(loss):
+        # decided by all ranks together: a rank raising alone would leave the others waiting
+        # in the gradient all-reduce
+        if not all_ranks(self, bool(torch.isfinite(loss))):
             raise FloatingPointError(
                 f"non-finite training loss {float(loss)} at step {self.global_step} "
                 f"(files {sorted(set(batch.fname))}); the last good checkpoint is kept"

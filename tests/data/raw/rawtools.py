@@ -1,0 +1,52 @@
+"""Shared helpers of the raw-data tests: the twix fixtures and running the real commands."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "siemens_twix"
+GRE = FIXTURES / "gre.dat"
+EPI = FIXTURES / "epi.dat"
+BIN = Path(sys.executable).parent
+
+
+def need(tool: str) -> str:
+    """The path of a Debian reference tool, or skip the test naming the package."""
+    path = shutil.which(tool)
+    if path is None:
+        package = "bart" if tool == "bart" else "ismrmrd-tools"
+        pytest.skip(f"{tool} not installed (Debian package {package}; .ci/install-debian-packages)")
+    return path
+
+
+def run(args: list[str], cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run a command in its own process group; kill the group on a timeout."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "offline"}
+    proc = subprocess.Popen(
+        [str(a) for a in args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def cli(name: str) -> str:
+    """A console script of this environment."""
+    return str(BIN / name)
