@@ -94,6 +94,11 @@ RUN = [
     "mask.accelerations=[8] mask.center_fractions=[0.04]",
     "unrolled-evaluate target_dir=data/embedded/test predictions_dir=out/unrolled",
     "unrolled-train hydra/launcher=slurm --cfg hydra -p hydra.launcher",
+    # raw data: the twix fixture the README converts
+    "unrolled-info tests/fixtures/siemens_twix/gre.dat",
+    "unrolled-convert inputs=[tests/fixtures/siemens_twix/gre.dat] output_dir=scans",
+    "unrolled-reconstruct method=cg_sense input_dir=scans output_dir=recon_cg",
+    "unrolled-evaluate target_dir=scans predictions_dir=recon_zs",
 ]
 
 
@@ -189,3 +194,12 @@ def test_runnable_commands_run_as_written(tiny_root, tmp_path):
     proc = run(RUN[2])
     assert "SlurmLauncher" in proc.stdout
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "out"]  # no clutter
+
+    (tmp_path / "tests").symlink_to(REPO / "tests")  # the README's paths are the repository's
+    assert "convert would write gre.h5" in run(RUN[3]).stdout
+    run(RUN[4])
+    assert (tmp_path / "scans" / "gre.h5").is_file()
+    run(RUN[5])
+    # recon_zs comes from the zero-shot command (composed only): CG-SENSE's output stands in
+    shutil.copytree(tmp_path / "recon_cg", tmp_path / "recon_zs")
+    assert "PSNR" in run(RUN[6]).stdout

@@ -20,7 +20,7 @@ import pytest
 
 BIN = Path(sys.executable).parent
 REPO = Path(__file__).resolve().parents[2]
-HYDRA_TOOLS = ["train", "reconstruct", "evaluate", "robustness", "fuse", "synth"]
+HYDRA_TOOLS = ["train", "reconstruct", "evaluate", "robustness", "fuse", "synth", "convert"]
 TINY_TRAIN = [
     "synth=null",
     "logger=csv",
