@@ -1,6 +1,7 @@
 """Training end to end on a tiny embedded data set: DC variants, learning, determinism, resume."""
 
 import math
+import re
 
 import lightning as L
 import pytest
@@ -151,7 +152,17 @@ def test_resume_continues_exactly(tiny_root, tmp_path):
         torch.testing.assert_close(p, q, rtol=0, atol=0, msg=n)
 
 
-def test_checkpoint_loads_weights_only_with_its_config(tiny_root, tmp_path):
+def test_checkpoint_loads_weights_only_with_its_config(tiny_root, tmp_path, monkeypatch):
+    import unrolled.training.callbacks as callbacks
+
+    grids = []
+    save = callbacks.save_image_grid
+
+    def record(rows, path, title="", row_labels=None):
+        grids.append(row_labels)
+        return save(rows, path, title, row_labels=row_labels)
+
+    monkeypatch.setattr(callbacks, "save_image_grid", record)
     cfg = _cfg(tiny_root, tmp_path, "trainer.max_epochs=1")
     dm, module, trainer = build(cfg)
     trainer.fit(module, datamodule=dm)
@@ -167,3 +178,6 @@ def test_checkpoint_loads_weights_only_with_its_config(tiny_root, tmp_path):
         b = module.net.eval()(batch.kspace, batch.mask, batch.num_low_frequencies).image
     torch.testing.assert_close(a, b)
     assert (tmp_path / "figures").is_dir() or list(tmp_path.rglob("val_epoch*.png"))
+    # the validation grid names the file and slice of each row (issue 15, figures)
+    assert grids
+    assert all(re.fullmatch(r".+\.h5, slice \d+", label) for label in grids[0])

@@ -120,7 +120,10 @@ class ImageLogger(L.Callback):
             rows.append(row)
         root = self._root or Path(trainer.default_root_dir)
         path = root / "figures" / f"val_epoch{trainer.current_epoch:03d}.png"
-        self.last_path = save_image_grid(rows, path, f"epoch {trainer.current_epoch}")
+        labels = [f"{batch.fname[i]}, slice {int(batch.slice_num[i])}" for i in range(len(rows))]
+        self.last_path = save_image_grid(
+            rows, path, f"epoch {trainer.current_epoch}", row_labels=labels
+        )
         for logger in trainer.loggers:
             if type(logger).__name__ == "WandbLogger":  # rank-0-only logging, no collective
                 logger.log_image(key="val/images", images=[str(path)], step=trainer.global_step)
