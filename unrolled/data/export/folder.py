@@ -30,7 +30,12 @@ import numpy as np
 
 from unrolled.data.errors import DataError
 from unrolled.data.export.dicom import write_dicom_series
-from unrolled.data.export.geometry import POSITION_KEYS, VolumeGeometry, volume_geometry
+from unrolled.data.export.geometry import (
+    GEOMETRY_GROUP,
+    POSITION_KEYS,
+    VolumeGeometry,
+    volume_geometry,
+)
 from unrolled.data.export.nifti import write_nifti
 from unrolled.data.fastmri_io import VolumeInfo
 from unrolled.data.writer import RECONSTRUCTION_KEY
@@ -208,19 +213,30 @@ def write_exports(
 
 
 def _read_geometry_source(path: Path) -> tuple[bytes, dict[str, np.ndarray] | None]:
-    """The ISMRMRD header and, where all present, the datasets :data:`POSITION_KEYS`."""
+    """The ISMRMRD header and the datasets of the group :data:`GEOMETRY_GROUP`, if any.
+
+    Raises:
+        DataError: no header, unreadable, or a geometry group without :data:`POSITION_KEYS`.
+    """
     try:
         with h5py.File(path, "r") as f:
             if "ismrmrd_header" not in f:
                 raise DataError(path, "has no ismrmrd_header: the export needs its geometry")
             xml = f["ismrmrd_header"][()]
-            present = [k for k in POSITION_KEYS if k in f]
-            positions = {k: np.asarray(f[k][()]) for k in present} if present else None
+            group = f.get(GEOMETRY_GROUP)
+            positions = None
+            if isinstance(group, h5py.Group):
+                positions = {
+                    k: np.asarray(v[()]) for k, v in group.items() if isinstance(v, h5py.Dataset)
+                }
+            elif group is not None:
+                raise DataError(path, f"'{GEOMETRY_GROUP}' is not a group")
     except OSError as e:
         raise DataError(path, f"unreadable HDF5 file ({e})") from None
-    if positions is not None and len(positions) != len(POSITION_KEYS):
+    if positions is not None:
         missing = sorted(set(POSITION_KEYS) - set(positions))
-        raise DataError(path, f"has slice positions but lacks {', '.join(missing)}")
+        if missing:
+            raise DataError(path, f"has a '{GEOMETRY_GROUP}' group but lacks {', '.join(missing)}")
     xml = xml if isinstance(xml, bytes) else bytes(np.asarray(xml).tobytes())
     return xml, positions
 

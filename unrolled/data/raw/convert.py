@@ -20,7 +20,9 @@ no output at all. Output layout (one file per repetition/contrast/phase/set):
   ``readout_oversampling_removed``;
 - group ``geometry`` (when the raw data carry it): datasets ``position``,
   ``read_dir``, ``phase_dir``, ``slice_dir``, each ``(slices, 3)`` float64, the
-  ISMRMRD acquisition-header vectors (patient coordinate system, mm).
+  ISMRMRD acquisition-header vectors (patient coordinate system LPS, mm; ``position``
+  is the slice centre): the geometry that ``unrolled-reconstruct output_format=dicom``
+  and ``nifti`` use (:mod:`unrolled.data.export.geometry`).
 """
 
 from __future__ import annotations
