@@ -2,8 +2,11 @@
 
 Prints, per file: format, matrix sizes, coils, slices, acquired columns,
 acceleration, calibration width, noise scans, and the files convert would
-write, or the one line saying why convert would refuse the file. Exit status
-1 when any file is refused or unreadable.
+write, or the one line saying why convert would refuse the file. A file already
+in the fastMRI layout (e.g. written by ``unrolled-convert``) is described as
+``unrolled-reconstruct`` will read it: k-space shape, matrices, acquired columns,
+calibration width, references, slice geometry. Exit status 1 when any file is
+refused or unreadable.
 
 Examples::
 
@@ -16,7 +19,11 @@ from __future__ import annotations
 import argparse
 import sys
 
+import h5py
+import numpy as np
+
 from unrolled.data.errors import DataError
+from unrolled.data.fastmri_io import read_volume_info
 from unrolled.data.raw import describe, plan_conversion
 from unrolled.data.raw.scan import RefusedScan
 
@@ -33,6 +40,16 @@ def main(argv: list[str] | None = None) -> None:
     status = 0
     for path in args.files:
         print(path)
+        if _is_fastmri(path):
+            try:
+                lines = describe_fastmri(path)
+            except DataError as e:
+                print(f"  error: {e}")
+                status = 1
+                continue
+            for line in lines:
+                print(f"  {line}")
+            continue
         try:
             plan = plan_conversion(
                 path, prewhiten=not args.no_prewhiten, averages=args.averages, axes=axes
@@ -48,6 +65,61 @@ def main(argv: list[str] | None = None) -> None:
         for line in describe(plan):
             print(f"  {line}")
     sys.exit(status)
+
+
+def _is_fastmri(path: str) -> bool:
+    try:
+        with h5py.File(path, "r") as f:
+            return "kspace" in f
+    except OSError:
+        return False
+
+
+def describe_fastmri(path: str) -> list[str]:
+    """Lines describing a fastMRI-layout file as ``unrolled-reconstruct`` reads it.
+
+    Raises:
+        DataError: the file is not a valid fastMRI-layout file.
+    """
+    from unrolled.data.transforms import center_run_length
+
+    info = read_volume_info(path)
+    with h5py.File(path, "r") as f:
+        if "mask" in f:
+            cols = np.asarray(f["mask"][()], dtype=bool).reshape(-1)
+        else:  # acquired columns: non-zero anywhere in the first slice
+            cols = np.abs(f["kspace"][0]).reshape(-1, info.kspace_shape[-1]).max(0) > 0
+        geometry = (
+            {k: np.asarray(v[()]) for k, v in f["geometry"].items()} if ("geometry" in f) else {}
+        )
+    import torch
+
+    attrs = info.attrs
+    hdr = info.header
+    source = attrs.get("source_format")
+    lines = [
+        "format: fastMRI HDF5" + (f" (converted from {source})" if source else ""),
+        f"kspace {tuple(info.kspace_shape)}, coils {info.num_coils}, slices {info.num_slices}",
+        f"encoded matrix {hdr.encoding_size[0]} x {hdr.encoding_size[1]}, recon matrix "
+        f"{hdr.recon_size[0]} x {hdr.recon_size[1]}, padding {hdr.padding_left}-"
+        f"{hdr.padding_right}",
+        f"acquired columns {int(cols.sum())} of {cols.size}, acceleration "
+        f"{cols.size / max(int(cols.sum()), 1):.2f}, calibration width "
+        f"{center_run_length(torch.from_numpy(cols.astype(np.float32)))}",
+        "references: "
+        + (", ".join(info.recon_keys) or "none")
+        + ("; stored mask (test-set layout)" if info.has_mask else ""),
+    ]
+    if geometry.get("position") is not None:
+        pos = (np.round(geometry["position"][0], 2) + 0.0).tolist()
+        lines.append(
+            f"geometry: slice 0 centre {pos} mm (LPS), read_dir "
+            f"{(np.round(geometry['read_dir'][0], 4) + 0.0).tolist()}, phase_dir "
+            f"{(np.round(geometry['phase_dir'][0], 4) + 0.0).tolist()}"
+        )
+    else:
+        lines.append("geometry: none stored (DICOM/NIfTI export uses the default axial stack)")
+    return lines
 
 
 if __name__ == "__main__":
