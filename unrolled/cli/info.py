@@ -31,7 +31,11 @@ from unrolled.data.raw.scan import RefusedScan
 def main(argv: list[str] | None = None) -> None:
     """Describe every file given on the command line."""
     parser = argparse.ArgumentParser(prog="unrolled-info", description=__doc__.splitlines()[0])
-    parser.add_argument("files", nargs="+", help="raw files (.dat, .h5/.mrd, .cfl/.hdr, .npy)")
+    parser.add_argument(
+        "files",
+        nargs="+",
+        help="raw files (.dat, .h5/.mrd, .cfl/.hdr, .npy) or fastMRI-layout .h5 files",
+    )
     parser.add_argument("--axes", default=None, help="axis order of .npy/.cfl, e.g. coil,ky,kx")
     parser.add_argument("--no-prewhiten", action="store_true", help="as convert prewhiten=false")
     parser.add_argument("--averages", choices=("mean", "separate"), default="mean")
@@ -110,7 +114,7 @@ def describe_fastmri(path: str) -> list[str]:
         + (", ".join(info.recon_keys) or "none")
         + ("; stored mask (test-set layout)" if info.has_mask else ""),
     ]
-    if geometry.get("position") is not None:
+    if all(k in geometry for k in ("position", "read_dir", "phase_dir")):
         pos = (np.round(geometry["position"][0], 2) + 0.0).tolist()
         lines.append(
             f"geometry: slice 0 centre {pos} mm (LPS), read_dir "
@@ -118,7 +122,7 @@ def describe_fastmri(path: str) -> list[str]:
             f"{(np.round(geometry['phase_dir'][0], 4) + 0.0).tolist()}"
         )
     else:
-        lines.append("geometry: none stored (DICOM/NIfTI export uses the default axial stack)")
+        lines.append("geometry: none stored (DICOM/NIfTI export uses its default axial stack)")
     return lines
 
 
