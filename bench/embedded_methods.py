@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import subprocess
 import sys
 import time
@@ -87,6 +88,9 @@ def main() -> None:
         "data": str(args.data.relative_to(REPO) if args.data.is_relative_to(REPO) else args.data),
         "mask": "fastMRI RandomMaskFunc, 4x, centre fraction 0.08, seeded per file",
         "load_average_start": os.getloadavg(),
+        # bench/readme_tables.py puts these beside the README's table
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
+        "date": time.strftime("%Y-%m-%d"),
         "methods": {},
     }
     for name, overrides in jobs:

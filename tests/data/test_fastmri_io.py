@@ -83,14 +83,14 @@ def test_header_padding_and_attr_override(make_fastmri_file):
 
 
 def test_narrow_kspace_reference_allowed(write_h5):
-    # fastMRI brain FLAIR files: k-space narrower than the recon matrix
+    # fastMRI brain FLAIR files: k-space narrower than the recon matrix -> (W, W), as fastMRI
     header = build_ismrmrd_header((16, 6, 1), (8, 8, 1), 4)
     path = write_h5(
         kspace=np.ones((2, 4, 16, 6), np.complex64),
         ismrmrd_header=header,
-        reconstruction_rss=np.ones((2, 8, 6), np.float32),
+        reconstruction_rss=np.ones((2, 6, 6), np.float32),
     )
-    assert read_volume_info(path).crop_size == (8, 6)
+    assert read_volume_info(path).crop_size == (6, 6)
 
 
 def test_validate_volume_accepts_good_file(make_fastmri_file):

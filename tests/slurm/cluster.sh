@@ -92,7 +92,8 @@ start() {
     wait_for "$timeout" munge munge --socket="$dir/munge/munge.socket" -n \
         || die "munged does not answer on $dir/munge/munge.socket"
 
-    # slurm.conf for this host: the node's CPUs and memory as slurmd detects them
+    # slurm.conf for this host: the node's CPUs and memory as slurmd detects them;
+    # cred_expire: a requeued job waits this long before it starts again (default 120 s)
     local host node name ctld_port slurmd_port
     host=$(hostname -s)
     node=$(slurmd -C | head -1 | sed -e 's/ *UpTime=.*//') || die "slurmd -C failed"
@@ -112,7 +113,7 @@ SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
 CredType=cred/munge
-AuthInfo=socket=$dir/munge/munge.socket
+AuthInfo=socket=$dir/munge/munge.socket,cred_expire=30
 StateSaveLocation=$dir/state
 SlurmdSpoolDir=$dir/spool/slurmd-%n
 SlurmctldPidFile=$dir/run/slurmctld.pid

@@ -21,10 +21,11 @@ import hydra
 from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, ListConfig
 
-from unrolled.cli.common import CONFIG_DIR, clean_errors
+from unrolled.cli.common import CONFIG_DIR, clean_errors, entry_point
 from unrolled.data.raw import convert
 
 
+@entry_point("unrolled-convert", __doc__, "convert")
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="convert")
 @clean_errors
 def main(cfg: DictConfig) -> None:

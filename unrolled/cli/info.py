@@ -18,16 +18,19 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 import h5py
 import numpy as np
 
+from unrolled.cli.common import entry_point
 from unrolled.data.errors import DataError
 from unrolled.data.fastmri_io import read_volume_info
 from unrolled.data.raw import describe, plan_conversion
 from unrolled.data.raw.scan import RefusedScan
 
 
+@entry_point("unrolled-info", __doc__)
 def main(argv: list[str] | None = None) -> None:
     """Describe every file given on the command line."""
     parser = argparse.ArgumentParser(prog="unrolled-info", description=__doc__.splitlines()[0])
@@ -72,6 +75,8 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _is_fastmri(path: str) -> bool:
+    if Path(path).suffix.lower() not in (".h5", ".hdf5"):
+        return False
     try:
         with h5py.File(path, "r") as f:
             return "kspace" in f
@@ -93,9 +98,9 @@ def describe_fastmri(path: str) -> list[str]:
             cols = np.asarray(f["mask"][()], dtype=bool).reshape(-1)
         else:  # acquired columns: non-zero anywhere in the first slice
             cols = np.abs(f["kspace"][0]).reshape(-1, info.kspace_shape[-1]).max(0) > 0
-        geometry = (
-            {k: np.asarray(v[()]) for k, v in f["geometry"].items()} if ("geometry" in f) else {}
-        )
+        geometry = {
+            k: np.asarray(f[k][()]) for k in ("slice_position", "read_dir", "phase_dir") if k in f
+        }
     import torch
 
     attrs = info.attrs
@@ -114,8 +119,8 @@ def describe_fastmri(path: str) -> list[str]:
         + (", ".join(info.recon_keys) or "none")
         + ("; stored mask (test-set layout)" if info.has_mask else ""),
     ]
-    if all(k in geometry for k in ("position", "read_dir", "phase_dir")):
-        pos = (np.round(geometry["position"][0], 2) + 0.0).tolist()
+    if len(geometry) == 3:
+        pos = (np.round(geometry["slice_position"][0], 2) + 0.0).tolist()
         lines.append(
             f"geometry: slice 0 centre {pos} mm (LPS), read_dir "
             f"{(np.round(geometry['read_dir'][0], 4) + 0.0).tolist()}, phase_dir "

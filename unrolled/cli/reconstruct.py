@@ -75,6 +75,9 @@ def main(cfg: DictConfig) -> None:
             _fail(f"{key} is not set: pass {key}=PATH")
     if int(cfg.batch_size) < 1:
         _fail(f"batch_size must be positive, got {cfg.batch_size}")
+    shard, num_shards = int(cfg.get("shard", 0)), int(cfg.get("num_shards", 1))
+    if num_shards < 1 or not 0 <= shard < num_shards:
+        _fail(f"shard must be in [0, num_shards), got shard={shard} num_shards={num_shards}")
     try:
         device = resolve_device(str(cfg.device))
         dtype = autocast_dtype(cfg.precision)
@@ -89,7 +92,7 @@ def main(cfg: DictConfig) -> None:
     except ValueError as e:
         _fail(str(e))
 
-    volumes = list_volumes(input_dir, cfg.challenge)
+    volumes = list_volumes(input_dir, cfg.challenge, shard, num_shards)  # a job array's share
     check_mask_shapes(mask_func, volumes)
     if formats == ("h5",):
         check_outputs(volumes, output_dir, cfg.overwrite)  # before loading anything heavy

@@ -50,6 +50,7 @@ from unrolled.data.fastmri_io import (
     _read,
     read_slice,
     read_volume_info,
+    reference_crop_size,
 )
 from unrolled.data.transforms import MaskFunc, UnrolledTransform
 
@@ -223,7 +224,7 @@ def _open_stacked(path: Path) -> AcquisitionSet:
                 f"coil count mismatch: 'kspace' has {coils} coils but ismrmrd_header "
                 f"receiverChannels is {header.num_coils}",
             )
-        crop = (min(header.recon_size[0], h), min(header.recon_size[1], w))
+        crop = reference_crop_size((h, w), header.recon_size[:2])
         if "mask" in hf:
             _stored_masks(path, hf, n, w)
         if REFERENCE_KEY in hf:

@@ -12,6 +12,7 @@ of equal k-space shape.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -27,7 +28,13 @@ import numpy as np
 from torch.utils.data import Dataset, Sampler
 
 from unrolled.data.errors import DataError
-from unrolled.data.fastmri_io import VolumeInfo, read_slice, read_volume_info, recon_key_for
+from unrolled.data.fastmri_io import (
+    VolumeInfo,
+    read_reference_max,
+    read_slice,
+    read_volume_info,
+    recon_key_for,
+)
 
 log = logging.getLogger(__name__)
 
@@ -142,11 +149,23 @@ class SliceDataset(Dataset):
         i, epoch = (key, None) if isinstance(key, int) else key
         vol, slice_num = self.example(i)
         raw = read_slice(vol.path, slice_num, recon_key=self.recon_key)
+        if raw.target is not None and "max" not in raw.attrs:
+            # the data range of the metrics: the whole reference volume's maximum, as
+            # fastMRI's evaluate (and unrolled-evaluate) take it, never the slice's own
+            raw = dataclasses.replace(raw, attrs={**raw.attrs, "max": self._reference_max(vol)})
         if self.transform is None:
             return raw
         if epoch is None:
             return self.transform(raw)
         return self.transform(raw, seed=(self.seed, int(epoch), int(i)))
+
+    def _reference_max(self, vol: VolumeInfo) -> float:
+        """Maximum of the stored reference volume of a file without a ``max`` attribute
+        (read once per volume and process)."""
+        cache = self.__dict__.setdefault("_reference_maxima", {})
+        if vol.fname not in cache:
+            cache[vol.fname] = read_reference_max(vol.path, self.recon_key)
+        return cache[vol.fname]
 
     def example(self, i: int) -> tuple[VolumeInfo, int]:
         """The volume and slice index of item ``i``."""

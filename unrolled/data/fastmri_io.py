@@ -38,6 +38,30 @@ RECON_KEYS = ("reconstruction_rss", "reconstruction_esc")
 """Names of the fully sampled references, multicoil (RSS) and singlecoil (ESC)."""
 
 
+def reference_crop_size(kspace_hw: tuple[int, int], recon_hw: tuple[int, int]) -> tuple[int, int]:
+    """The shape ``(h, w)`` of a file's reference and of every reconstruction of it.
+
+    fastMRI's rule: the recon matrix ``reconSpace`` ``(rh, rw)`` from the header, except
+    where the k-space is narrower than it (``W < rw``, the brain FLAIR files with ``W = 213``
+    and a 320 x 320 recon matrix), where the crop is square, ``(W, W)``: the "FLAIR 203"
+    branch of ``fastmri.pl_modules.VarNetModule.test_step`` and
+    ``fastmri.data.transforms.UnetDataTransform``, and the ``(slices, 213, 213)`` references
+    of those files. Sides are clipped to the k-space (``H``, ``W``).
+
+    Args:
+        kspace_hw: k-space ``(H, W)``.
+        recon_hw: recon matrix ``(rh, rw)`` (``reconSpace`` ``x``, ``y``).
+
+    Returns:
+        ``(h, w)``: ``(min(rh, H), rw)`` normally, ``(min(rh, W, H), W)`` when ``W < rw``.
+    """
+    height, width = (int(v) for v in kspace_hw)
+    rh, rw = (int(v) for v in recon_hw)
+    if width < rw:  # FLAIR-like: k-space narrower than the recon matrix
+        return (min(rh, width, height), width)
+    return (min(rh, height), rw)
+
+
 def recon_key_for(challenge: str) -> str:
     """The reference dataset of a challenge, as in ``fastmri.data.SliceDataset``."""
     if challenge not in ("singlecoil", "multicoil"):
@@ -103,13 +127,10 @@ class VolumeInfo:
 
     @property
     def crop_size(self) -> tuple[int, int]:
-        """Reference shape ``(h, w)``: the recon size, clipped to the k-space size.
-
-        fastMRI brain FLAIR files have k-space narrower than the recon matrix;
-        their references are then as wide as the k-space.
+        """Reference shape ``(h, w)``: the recon size, or ``(W, W)`` for k-space narrower
+        than the recon matrix (fastMRI's brain FLAIR files); see :func:`reference_crop_size`.
         """
-        h, w = self.kspace_shape[-2:]
-        return (min(self.recon_size[0], h), min(self.recon_size[1], w))
+        return reference_crop_size(self.kspace_shape[-2:], self.recon_size[:2])
 
     def has_target(self, recon_key: str) -> bool:
         """Whether reference ``recon_key`` is stored."""
@@ -198,6 +219,20 @@ def read_slice(
     path = Path(source)
     with _open(path) as hf:
         return _read_slice(path, hf, slice_idx, recon_key)
+
+
+def read_reference_max(path: str | PathLike[str], recon_key: str) -> float:
+    """Maximum of the whole reference volume ``recon_key`` of a file: the data range of
+    fastMRI's metrics when the file has no ``max`` attribute.
+
+    Raises:
+        DataError: unreadable file, missing reference, or NaN / Inf values in it.
+    """
+    path = Path(path)
+    with _open(path) as hf:
+        ref = _read(path, hf, recon_key)  # (slices, h, w)
+    _check_finite(path, ref, recon_key)
+    return float(ref.max())
 
 
 def validate_volume(path: str | PathLike[str]) -> VolumeInfo:
@@ -310,7 +345,8 @@ def _volume_info(path: Path, hf: h5py.File) -> VolumeInfo:
             raise DataError(
                 path,
                 f"dataset '{key}' has shape {tuple(ds.shape)}, expected {expected} "
-                f"(slices, recon size {info.recon_size[:2]} clipped to k-space {(h, w)})",
+                f"(slices, recon size {info.recon_size[:2]} for k-space {(h, w)}, "
+                "(W, W) where W is below the recon width, as fastMRI)",
             )
         if ds.dtype.kind not in "fiu":
             raise DataError(path, f"dataset '{key}' has dtype {ds.dtype}, expected float32")

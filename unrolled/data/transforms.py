@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from unrolled.data.fastmri_io import RawSlice
+from unrolled.data.fastmri_io import RawSlice, reference_crop_size
 from unrolled.data.sample import Sample
 
 MaskFunc = Callable[..., tuple[torch.Tensor, int]]
@@ -139,7 +139,7 @@ class UnrolledTransform:
             target=target,
             max_value=torch.tensor(max_value, dtype=torch.float32),
             num_low_frequencies=torch.tensor(num_low, dtype=torch.int64),
-            crop_size=torch.tensor([min(rx, height), min(ry, width)], dtype=torch.int64),
+            crop_size=torch.tensor(reference_crop_size((height, width), (rx, ry))),
             slice_num=torch.tensor(raw.slice_num, dtype=torch.int64),
             fname=raw.fname,
         )

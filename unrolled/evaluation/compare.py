@@ -76,24 +76,33 @@ def save_comparison_figure(
         pred, _ = reconstruct(method.to(device).eval(), batch)
         images[name] = pred[index].cpu()
     n = len(images) + 1
-    fig = Figure(figsize=(2.6 * n, 5.4))
-    axes = fig.subplots(2, n, squeeze=False)
-    vmax = float(target.max())
-    axes[0, 0].imshow(target.numpy(), cmap="gray", vmin=0, vmax=vmax)
-    axes[0, 0].set_title("reference", fontsize=9)
-    for j, (name, img) in enumerate(images.items(), start=1):
-        s = float(ssim(target, img, maxval))
-        p = float(psnr(target, img, maxval))
-        axes[0, j].imshow(img.numpy(), cmap="gray", vmin=0, vmax=vmax)
-        axes[0, j].set_title(f"{name}\n{p:.2f} dB, SSIM {s:.3f}", fontsize=8)
-        axes[1, j].imshow((img - target).abs().numpy(), cmap="magma", vmin=0, vmax=vmax / 5)
-        axes[1, j].set_title("|error| x5", fontsize=8)
+    ncols = min(n, 4)  # more panels wrap onto further rows instead of one very wide row
+    blocks = -(-n // ncols)
+    fig = Figure(figsize=(2.4 * ncols + 1.0, 4.8 * blocks), layout="constrained")
+    axes = fig.subplots(2 * blocks, ncols, squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
-    fig.suptitle(f"{batch.fname[index]} slice {int(batch.slice_num[index])}", fontsize=9)
-    fig.tight_layout()
+    vmax = float(target.max())
+    panels = [("reference", target), *images.items()]
+    err = None
+    for k, (name, img) in enumerate(panels):
+        top, bottom = axes[2 * (k // ncols), k % ncols], axes[2 * (k // ncols) + 1, k % ncols]
+        shown = top.imshow(img.numpy(), cmap="gray", vmin=0, vmax=vmax)
+        if k == 0:
+            top.set_title("reference", fontsize=9)
+            continue
+        s = float(ssim(target, img, maxval))
+        p = float(psnr(target, img, maxval))
+        top.set_title(f"{name}\n{p:.2f} dB, SSIM {s:.3f}", fontsize=8)
+        err = bottom.imshow((img - target).abs().numpy(), cmap="magma", vmin=0, vmax=vmax / 5)
+        bottom.set_title(f"|{name} - reference|", fontsize=8)
+    for b in range(blocks):  # one scale per row: images 0..max, errors 0..max/5
+        fig.colorbar(shown, ax=list(axes[2 * b]), shrink=0.8, label="intensity")
+        if err is not None:
+            fig.colorbar(err, ax=list(axes[2 * b + 1]), shrink=0.8, label="|error| (0 .. max/5)")
+    fig.suptitle(f"{batch.fname[index]}, slice {int(batch.slice_num[index])}", fontsize=9)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=120)
+    fig.savefig(tmp, dpi=100)
     os.replace(tmp, path)
     return path

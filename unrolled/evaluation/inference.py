@@ -68,22 +68,33 @@ class ReconstructionSummary:
         return self.num_slices / self.seconds if self.seconds > 0 else float("inf")
 
 
-def list_volumes(input_dir: str | PathLike[str], challenge: str = "multicoil") -> list[VolumeInfo]:
+def list_volumes(
+    input_dir: str | PathLike[str],
+    challenge: str = "multicoil",
+    shard: int = 0,
+    num_shards: int = 1,
+) -> list[VolumeInfo]:
     """Read and check the structure of every ``*.h5`` file of a folder (hidden files skipped).
 
     Args:
         input_dir: a folder of fastMRI files, or a single file.
         challenge: ``"multicoil"`` (k-space of rank 4) or ``"singlecoil"`` (rank 3).
+        shard, num_shards: only the files ``i`` with ``i % num_shards == shard`` in the
+            name-sorted list: the ``num_shards`` shards of a folder are disjoint and cover it
+            exactly once (one per task of a job array). A shard may be empty.
 
     Returns:
-        The files' :class:`VolumeInfo`, sorted by name.
+        The (shard's) files' :class:`VolumeInfo`, sorted by name.
 
     Raises:
-        DataError: the folder is missing or holds no ``.h5`` file, a file is
+        ValueError: ``num_shards < 1`` or ``shard`` not in ``[0, num_shards)``.
+        DataError: the folder is missing or holds no ``.h5`` file, a file (of the shard) is
             unreadable, not in the fastMRI layout or of the other challenge.
     """
     if challenge not in ("multicoil", "singlecoil"):
         raise ValueError(f"challenge must be 'multicoil' or 'singlecoil', got {challenge!r}")
+    if num_shards < 1 or not 0 <= shard < num_shards:
+        raise ValueError(f"shard must be in [0, num_shards), got shard={shard} of {num_shards}")
     root = Path(input_dir)
     if not root.exists():
         raise DataError(root, "input directory does not exist")
@@ -93,7 +104,7 @@ def list_volumes(input_dir: str | PathLike[str], challenge: str = "multicoil") -
         files = sorted(p for p in root.glob("*.h5") if p.is_file() and not p.name.startswith("."))
     if not files:
         raise DataError(root, "input directory contains no .h5 files")
-    volumes = [read_volume_info(f) for f in files]
+    volumes = [read_volume_info(f) for f in files[shard::num_shards]]
     for vol in volumes:
         if (vol.num_coils is None) != (challenge == "singlecoil"):
             raise DataError(

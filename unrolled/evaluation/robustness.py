@@ -284,20 +284,43 @@ def markdown_table(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot(rows: list[dict], path: Path) -> Path:
-    """Line plots: one column per axis, rows SSIM / PSNR / hallucination, a line per method."""
+#: y-axis labels of :func:`plot`, with units.
+PLOT_LABELS = {
+    "ssim": "SSIM",
+    "psnr": "PSNR (dB)",
+    "hallucination": "hallucination\n(1 = zero-filled)",
+}
+
+
+def plot(rows: list[dict], path: Path, title: str = "Robustness") -> Path:
+    """Line plots: one column per axis, rows SSIM / PSNR / hallucination, a line per method.
+
+    Each axis is varied around the base condition (the value every other axis keeps, marked by
+    a dotted line), which the title states; the legend sits below the panels, clear of the
+    curves. More than four axes wrap onto further rows of panels.
+    """
+    from collections import Counter
+
     from matplotlib.figure import Figure
 
     axes_used = list(dict.fromkeys(r["axis"] for r in rows))
     methods = list(dict.fromkeys(r["method"] for r in rows))
     metrics = ("ssim", "psnr", "hallucination")
-    fig = Figure(figsize=(3.2 * len(axes_used), 2.6 * len(metrics)))
-    axs = fig.subplots(len(metrics), len(axes_used), squeeze=False)
+    # the base value of an axis: the one the rows of every other axis hold
+    base = {a: Counter(r[a] for r in rows if r["axis"] != a).most_common(1) for a in axes_used}
+    base = {a: v[0][0] for a, v in base.items() if v}
+    ncols = min(len(axes_used), 4)
+    blocks = -(-len(axes_used) // ncols)
+    fig = Figure(figsize=(3.2 * ncols, 2.4 * len(metrics) * blocks + 1.0), layout="constrained")
+    axs = fig.subplots(len(metrics) * blocks, ncols, squeeze=False)
+    for ax in axs.flat:
+        ax.set_visible(False)
     for j, axis in enumerate(axes_used):
         values = list(dict.fromkeys(r["value"] for r in rows if r["axis"] == axis))
         pos = range(len(values))
         for i, metric in enumerate(metrics):
-            ax = axs[i, j]
+            ax = axs[(j // ncols) * len(metrics) + i, j % ncols]
+            ax.set_visible(True)
             for name in methods:
                 by = {
                     r["value"]: r[metric] for r in rows if r["axis"] == axis and r["method"] == name
@@ -305,12 +328,19 @@ def plot(rows: list[dict], path: Path) -> Path:
                 ax.plot(pos, [by.get(v, float("nan")) for v in values], marker="o", label=name)
             ax.set_xticks(list(pos), [str(v) for v in values], fontsize=7)
             ax.set_xlabel(axis, fontsize=8)
-            ax.set_ylabel(metric, fontsize=8)
+            ax.set_ylabel(PLOT_LABELS[metric], fontsize=8)
+            if axis in base and base[axis] in values:
+                ax.axvline(values.index(base[axis]), color="k", lw=0.8, ls=":")
             if metric == "hallucination":  # 1 = zero-filling: above it, invented error
                 ax.axhline(1.0, color="grey", lw=0.8, ls="--")
             ax.grid(alpha=0.3)
-    axs[0, 0].legend(fontsize=7)
-    fig.tight_layout()
+    handles, labels = axs[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=min(len(methods), 6), fontsize=8)
+    where = ", ".join(f"{a} {v}" for a, v in base.items())
+    fig.suptitle(
+        f"{title}: one axis varied at a time around the base condition ({where}; dotted)",
+        fontsize=9,
+    )
     tmp = path.with_name(path.stem + ".tmp.png")
     fig.savefig(tmp, dpi=110)
     os.replace(tmp, path)

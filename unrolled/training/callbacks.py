@@ -12,34 +12,59 @@ from unrolled.physics.coils import center_crop, rss
 from unrolled.physics.fft import ifft2c
 
 
-def save_image_grid(rows: list[dict[str, torch.Tensor]], path: Path, title: str = "") -> Path:
+def save_image_grid(
+    rows: list[dict[str, torch.Tensor]],
+    path: Path,
+    title: str = "",
+    row_labels: list[str] | None = None,
+) -> Path:
     """Write a grid, one row per slice, columns named by the dict keys, as a PNG.
 
-    Images share the gray scale of their row's target; columns whose name
-    starts with ``error`` show the absolute error magnified 5x (magma).
+    Images share the gray scale of their row's target (a colour bar per row gives it);
+    columns whose name starts with ``error`` show the absolute error on a scale of 0 to a
+    fifth of the target's maximum (magma, its own colour bar). Where a row has a ``target``,
+    every other image column is titled with its slice PSNR (dB) and SSIM against it
+    (fastMRI's definitions, data range: the target's maximum). ``row_labels`` (e.g. file
+    and slice) title the first panel of each row.
     """
     from matplotlib.figure import Figure  # no pyplot: leaves the user's backend alone
 
+    from unrolled.evaluation.metrics import psnr, ssim
+
     ncols = max(len(r) for r in rows)
-    fig = Figure(figsize=(2.2 * ncols, 2.3 * len(rows)))
+    fig = Figure(figsize=(2.2 * ncols + 1.2, 2.5 * len(rows)), layout="constrained")
     axes = fig.subplots(len(rows), ncols, squeeze=False)
     for i, row in enumerate(rows):
-        vmax = float(row.get("target", next(iter(row.values()))).max())
+        target = row.get("target")
+        vmax = float((target if target is not None else next(iter(row.values()))).max())
+        shown = {}
         for j, (name, img) in enumerate(row.items()):
             ax = axes[i, j]
-            img = img.detach().float().cpu().numpy()
+            img = img.detach().float().cpu()
+            label = name
             if name.startswith("error"):
-                ax.imshow(img, cmap="magma", vmin=0, vmax=vmax / 5)  # errors x5
+                shown["error"] = ax.imshow(img.numpy(), cmap="magma", vmin=0, vmax=vmax / 5)
             else:
-                ax.imshow(img, cmap="gray", vmin=0, vmax=vmax)
-            ax.set_title(name, fontsize=8)
+                shown["image"] = ax.imshow(img.numpy(), cmap="gray", vmin=0, vmax=vmax)
+                if target is not None and name != "target" and img.shape == target.shape:
+                    ref = target.detach().float().cpu()
+                    p, q = float(psnr(ref, img, vmax)), float(ssim(ref, img, vmax))
+                    label = f"{name}\n{p:.2f} dB, SSIM {q:.3f}"
+            if j == 0 and row_labels is not None:
+                label = f"{row_labels[i]}\n{label}"
+            ax.set_title(label, fontsize=7)
             ax.axis("off")
+        for j in range(len(row), ncols):  # a shorter row leaves its last panels empty
+            axes[i, j].axis("off")
+        if "image" in shown:
+            fig.colorbar(shown["image"], ax=list(axes[i]), shrink=0.8, label="intensity")
+        if "error" in shown:
+            fig.colorbar(shown["error"], ax=list(axes[i]), shrink=0.8, label="|error|")
     if title:
         fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=110)
+    fig.savefig(tmp, dpi=100)
     tmp.replace(path)
     return path
 

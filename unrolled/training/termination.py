@@ -85,9 +85,11 @@ class TerminationWatchdog(L.Callback):
                 continue
             if disarmed.wait(self.grace_s):  # the process ended the stage by itself
                 return
-            log.error(
-                "SIGTERM not obeyed within %.0f s (stuck in a collective?): exiting", self.grace_s
+            message = (
+                f"SIGTERM not obeyed within {self.grace_s:g} s (stuck in communication?): exiting"
             )
+            log.error(message)
+            os.write(2, f"error: {message}\n".encode())  # unbuffered: os._exit flushes nothing
             launcher = getattr(getattr(self._trainer, "strategy", None), "launcher", None)
             for proc in getattr(launcher, "procs", []):  # the DDP ranks this process started
                 proc.kill()

@@ -140,10 +140,10 @@ def test_bad_format_and_bad_geometry_are_one_line_and_write_nothing(inputs, tmp_
     ]
     (path,) = inputs.glob("*.h5")
     with h5py.File(path, "a") as f:  # slice positions that are not a regular grid
-        f["geometry/position"] = np.array([[0, 0, 0], [0, 0, 3.0]])
+        f["slice_position"] = np.array([[0, 0, 0], [0, 0, 3.0]])
     code, _, stderr = _main(
         tmp_path, f"input_dir={inputs}", f"output_dir={out}", "output_format=nifti"
     )
     assert code == 1 and stderr.count("\n") == 1
-    assert path.name in stderr and "'geometry' group but lacks phase_dir, read_dir" in stderr
+    assert path.name in stderr and "lacks phase_dir, read_dir" in stderr
     assert not out.exists()

@@ -64,7 +64,7 @@ def test_positions_from_the_file_give_an_oblique_affine():
     normal = np.cross(phase, read)
     centres = np.array([10, -20, 30]) + np.arange(4)[:, None] * 3.0 * normal
     positions = {
-        "position": centres,
+        "slice_position": centres,
         "read_dir": np.tile(read, (4, 1)),
         "phase_dir": np.tile(phase, (4, 1)),
         "slice_dir": np.tile(normal, (4, 1)),
@@ -87,7 +87,7 @@ def test_positions_from_the_file_give_an_oblique_affine():
 
 def test_irregular_slices_have_no_nifti_affine_and_bad_positions_are_refused():
     ok = {
-        "position": np.array([[0, 0, 0], [0, 0, 3.0], [0, 0, 7.0]]),
+        "slice_position": np.array([[0, 0, 0], [0, 0, 3.0], [0, 0, 7.0]]),
         "read_dir": np.tile([0, 1.0, 0], (3, 1)),
         "phase_dir": np.tile([1.0, 0, 0], (3, 1)),
     }

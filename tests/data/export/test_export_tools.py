@@ -49,7 +49,7 @@ def _oblique_positions(num_slices):
     normal = np.cross(phase, read)
     centres = np.array([12.0, -30.0, 25.0]) + np.arange(num_slices)[:, None] * 4.5 * normal
     return {
-        "position": centres,
+        "slice_position": centres,
         "read_dir": np.tile(read, (num_slices, 1)),
         "phase_dir": np.tile(phase, (num_slices, 1)),
     }

@@ -5,7 +5,7 @@ from __future__ import annotations
 import h5py
 import numpy as np
 import pytest
-from rawtools import need, run
+from rawtools import cli, need, run
 
 from unrolled.data.fastmri_io import read_slice, read_volume_info
 from unrolled.data.raw import convert, plan_conversion
@@ -47,6 +47,7 @@ def test_fully_sampled_matches_ismrmrd_recon_cartesian_2d(tmp_path):
     assert info.encoding_size == (128, 128, 1) and info.recon_size == (128, 128, 1)
 
 
+@pytest.mark.slow  # starts the real commands (~20 s each under load)
 def test_undersampled_repetitions_calibration_and_prewhitening(tmp_path):
     """Acceleration 2 with 16 calibration lines, 2 repetitions, noise scan."""
     raw = _generate(
@@ -69,6 +70,16 @@ def test_undersampled_repetitions_calibration_and_prewhitening(tmp_path):
         assert tuple(sample.kspace.shape) == (8, 64, 64)
         assert int(sample.num_low_frequencies) == 17
         assert float(sample.mask[0, 0].sum()) == mask.sum()
+
+    info = run([cli("unrolled-info"), tmp_path / "out" / "acc_rep0.h5"], tmp_path)
+    assert "acquired columns 40 of 64, acceleration 2.0, calibration width 17" in info.stdout
+    rec = run(
+        [cli("unrolled-reconstruct"), "method=cg_sense", "input_dir=out", "output_dir=rec"],
+        tmp_path,
+    )
+    assert rec.returncode == 0, rec.stderr  # the stored masks are used as they are
+    with h5py.File(tmp_path / "rec" / "acc_rep3.h5") as f:
+        assert f["reconstruction"].shape == (1, 64, 64) and f.attrs["acceleration"] == 2.0
 
     # prewhitening makes the noise scan's covariance the identity
     scan = read_raw(raw)

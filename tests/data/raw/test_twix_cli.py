@@ -5,11 +5,13 @@ from __future__ import annotations
 import h5py
 import ismrmrd
 import numpy as np
+import pytest
 from rawtools import EPI, GRE, GRE_IDENTIFIERS, cli, need, run
 
 from unrolled.data.raw import convert
 
 
+@pytest.mark.slow  # starts the real commands (~20 s each under load)
 def test_convert_info_reconstruct_gre(tmp_path):
     """gre.dat -> fastMRI file -> unrolled-reconstruct (CG-SENSE) reads it unchanged."""
     res = run([cli("unrolled-convert"), f"inputs=[{GRE}]", "output_dir=conv"], tmp_path)
@@ -20,14 +22,12 @@ def test_convert_info_reconstruct_gre(tmp_path):
         assert f["kspace"].shape == (1, 2, 160, 160)  # 320 readout samples, oversampling 2
         assert f["reconstruction_rss"].shape == (1, 160, 160)
         assert f.attrs["padding_left"] == 0 and f.attrs["padding_right"] == 160
-        assert f["geometry/position"].shape == (1, 3)
+        assert f["slice_position"].shape == (1, 3)
         # slice direction from the MDH quaternion = the protocol's slice normal
         np.testing.assert_allclose(
-            np.abs(f["geometry/slice_dir"][0]), [0.0, 0.0383878, 0.9992630], atol=1e-5
+            np.abs(f["slice_dir"][0]), [0.0, 0.0383878, 0.9992630], atol=1e-5
         )
-        np.testing.assert_allclose(
-            f["geometry/position"][0], [-2.5897, 53.9224, -53.9995], atol=1e-3
-        )
+        np.testing.assert_allclose(f["slice_position"][0], [-2.5897, 53.9224, -53.9995], atol=1e-3)
         header = f["ismrmrd_header"][()]
     assert b"<fieldOfView_mm><x>200.0</x><y>200.0</y><z>4.0</z>" in header
 
@@ -60,6 +60,7 @@ def test_convert_info_reconstruct_gre(tmp_path):
     assert image.shape == (160, 160) and np.isfinite(image).all() and image.max() > 0
 
 
+@pytest.mark.slow  # starts the real commands (~20 s each under load)
 def test_epi_refused_with_one_line(tmp_path):
     res = run([cli("unrolled-convert"), f"inputs=[{GRE},{EPI}]", "output_dir=conv"], tmp_path)
     assert res.returncode == 1

@@ -30,12 +30,7 @@ import numpy as np
 
 from unrolled.data.errors import DataError
 from unrolled.data.export.dicom import write_dicom_series
-from unrolled.data.export.geometry import (
-    GEOMETRY_GROUP,
-    POSITION_KEYS,
-    VolumeGeometry,
-    volume_geometry,
-)
+from unrolled.data.export.geometry import POSITION_KEYS, VolumeGeometry, volume_geometry
 from unrolled.data.export.nifti import write_nifti
 from unrolled.data.fastmri_io import VolumeInfo
 from unrolled.data.writer import RECONSTRUCTION_KEY
@@ -213,30 +208,22 @@ def write_exports(
 
 
 def _read_geometry_source(path: Path) -> tuple[bytes, dict[str, np.ndarray] | None]:
-    """The ISMRMRD header and the datasets of the group :data:`GEOMETRY_GROUP`, if any.
+    """The ISMRMRD header and, where all present, the datasets :data:`POSITION_KEYS`.
 
-    Raises:
-        DataError: no header, unreadable, or a geometry group without :data:`POSITION_KEYS`.
+    ``slice_dir`` comes with them when the file has it (``unrolled-convert`` writes it).
     """
     try:
         with h5py.File(path, "r") as f:
             if "ismrmrd_header" not in f:
                 raise DataError(path, "has no ismrmrd_header: the export needs its geometry")
             xml = f["ismrmrd_header"][()]
-            group = f.get(GEOMETRY_GROUP)
-            positions = None
-            if isinstance(group, h5py.Group):
-                positions = {
-                    k: np.asarray(v[()]) for k, v in group.items() if isinstance(v, h5py.Dataset)
-                }
-            elif group is not None:
-                raise DataError(path, f"'{GEOMETRY_GROUP}' is not a group")
+            present = [k for k in (*POSITION_KEYS, "slice_dir") if k in f]
+            positions = {k: np.asarray(f[k][()]) for k in present} if present else None
     except OSError as e:
         raise DataError(path, f"unreadable HDF5 file ({e})") from None
-    if positions is not None:
-        missing = sorted(set(POSITION_KEYS) - set(positions))
-        if missing:
-            raise DataError(path, f"has a '{GEOMETRY_GROUP}' group but lacks {', '.join(missing)}")
+    missing = sorted(set(POSITION_KEYS) - set(positions or {}))
+    if positions is not None and missing:  # slice_dir alone, or a partial set
+        raise DataError(path, f"has slice positions but lacks {', '.join(missing)}")
     xml = xml if isinstance(xml, bytes) else bytes(np.asarray(xml).tobytes())
     return xml, positions
 

@@ -10,16 +10,15 @@ phase encoding (``W``, ISMRMRD ``y``), cropped at the centre to the header's
   readout oversampling, e.g. 640 px over 280 mm, the same 0.4375 mm as 320 px
   over 140 mm of ``reconSpace``);
 - slice thickness: ``reconSpace`` field of view ``z`` (else ``encodedSpace``'s);
-- slice positions and orientation: from the optional group :data:`GEOMETRY_GROUP`
-  that ``unrolled-convert`` writes (:mod:`unrolled.data.raw.convert`): datasets
-  ``position`` (the centre of each slice), ``read_dir``, ``phase_dir`` and
-  ``slice_dir`` (unit vectors), each ``(slices, 3)`` float64, ISMRMRD
-  acquisition-header convention, DICOM patient coordinates LPS, mm. Rows
-  (k-space ``H``) run along ``read_dir``, columns (``W``) along ``phase_dir``; so
-  DICOM's ``ImageOrientationPatient`` is ``(phase_dir, read_dir)`` and its
-  ``ImagePositionPatient`` is the centre of the first pixel, ``rows // 2`` rows and
-  ``columns // 2`` columns before the slice centre. Otherwise the documented
-  default :data:`DEFAULT_ORIENTATION`:
+- slice positions and orientation: from the optional datasets that
+  ``unrolled-convert`` writes (:mod:`unrolled.data.raw.convert`): ``slice_position``
+  (the centre of each slice), ``read_dir``, ``phase_dir`` and ``slice_dir`` (unit
+  vectors), each ``(slices, 3)``, ISMRMRD acquisition-header convention, DICOM
+  patient coordinates LPS, mm. Rows (k-space ``H``) run along ``read_dir``, columns
+  (``W``) along ``phase_dir``: DICOM's ``ImageOrientationPatient`` is ``(phase_dir,
+  read_dir)``, and ``ImagePositionPatient`` (the centre of the first pixel) lies
+  ``rows // 2`` rows and ``columns // 2`` columns before the slice centre.
+  Otherwise the documented default :data:`DEFAULT_ORIENTATION`:
   axial slices, columns towards the patient's left, rows towards posterior,
   slices stacked towards the head, ``slice thickness + gap`` apart, the volume
   centred at the origin.
@@ -38,12 +37,9 @@ import numpy as np
 
 from unrolled.data.header import NAMESPACE
 
-GEOMETRY_GROUP = "geometry"
-"""The optional group of an input file that holds its slice geometry (``unrolled-convert``)."""
-
-POSITION_KEYS = ("position", "read_dir", "phase_dir")
-"""Required datasets of :data:`GEOMETRY_GROUP`, ``(slices, 3)`` float, LPS mm / unit vectors;
-``slice_dir`` is optional (checked when present: orthogonal to both, unit length)."""
+POSITION_KEYS = ("slice_position", "read_dir", "phase_dir")
+"""Optional datasets of an input file (all or none), ``(slices, 3)`` float, LPS mm / unit
+vectors; ``slice_dir`` may come with them (checked: unit length, normal to both)."""
 
 DEFAULT_ORIENTATION = ((1.0, 0.0, 0.0), (0.0, 1.0, 0.0))
 """Default DICOM ``ImageOrientationPatient``: along a row towards the patient's left (+x
@@ -165,8 +161,8 @@ def volume_geometry(
     Args:
         xml: the input's ``ismrmrd_header``.
         shape: ``(slices, rows, columns)`` written.
-        slice_positions: the datasets of the input's :data:`GEOMETRY_GROUP` (at least
-            :data:`POSITION_KEYS`; ``slice_dir`` optional), or ``None``.
+        slice_positions: the datasets :data:`POSITION_KEYS` of the input file (and
+            ``slice_dir`` when present), or ``None``.
         slice_gap_mm: gap between slices of the default stack (ignored with positions).
 
     Returns:
@@ -194,7 +190,7 @@ def volume_geometry(
         for k, a in arrays.items():
             if a.shape != (s, 3):
                 raise ValueError(f"dataset {k!r} must have shape ({s}, 3), got {a.shape}")
-        centres = arrays["position"]
+        centres = arrays["slice_position"]
         col_cos_s, row_cos_s = arrays["read_dir"], arrays["phase_dir"]  # rows = readout
         for name, a in (("read_dir", col_cos_s), ("phase_dir", row_cos_s)):
             if not np.allclose(np.linalg.norm(a, axis=1), 1.0, atol=1e-4):

@@ -41,7 +41,7 @@ class Volume:
             ``(averages, slices, coils, H, W)``; zero where not acquired.
         mask: acquired phase-encoding columns, ``(W,)`` bool or ``(averages, W)``.
         key: ``(repetition, contrast, phase, set)``.
-        geometry: ``position``, ``read_dir``, ``phase_dir``, ``slice_dir``, each
+        geometry: ``slice_position``, ``read_dir``, ``phase_dir``, ``slice_dir``, each
             ``(slices, 3)`` float64 in the patient coordinate system (mm), or empty.
     """
 
@@ -234,7 +234,7 @@ def remove_readout_oversampling(kspace: np.ndarray, recon_x: int) -> np.ndarray:
 def _geometry_arrays(geometry: dict[int, tuple], num_slices: int) -> dict[str, np.ndarray]:
     if len(geometry) != num_slices:
         return {}
-    names = ("position", "read_dir", "phase_dir", "slice_dir")
+    names = ("slice_position", "read_dir", "phase_dir", "slice_dir")
     return {
         name: np.array([geometry[s][i] for s in range(num_slices)], dtype=np.float64)
         for i, name in enumerate(names)

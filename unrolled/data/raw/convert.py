@@ -18,11 +18,11 @@ no output at all. Output layout (one file per repetition/contrast/phase/set):
   ``acquisition`` (protocol name), ``patient_id`` (a SHA-256 pseudonym unless
   ``keep_identifiers``), ``source_format``, ``prewhitened``,
   ``readout_oversampling_removed``;
-- group ``geometry`` (when the raw data carry it): datasets ``position``,
-  ``read_dir``, ``phase_dir``, ``slice_dir``, each ``(slices, 3)`` float64, the
-  ISMRMRD acquisition-header vectors (patient coordinate system LPS, mm; ``position``
-  is the slice centre): the geometry that ``unrolled-reconstruct output_format=dicom``
-  and ``nifti`` use (:mod:`unrolled.data.export.geometry`).
+- datasets ``slice_position``, ``read_dir``, ``phase_dir``, ``slice_dir`` (when
+  the raw data carry them), each ``(slices, 3)`` float64: the ISMRMRD
+  acquisition-header vectors of each slice (centre, unit vectors of the readout =
+  k-space ``H`` = image rows, phase encoding = ``W`` = columns, and slice normal)
+  in the patient coordinate system (LPS, mm), as :mod:`unrolled.data.export` reads them.
 """
 
 from __future__ import annotations
@@ -257,10 +257,8 @@ def _write(out: Path, planned: PlannedFile, overwrite: bool) -> Path:
                 f.create_dataset(key, data=value)
             for key, value in planned.attrs.items():
                 f.attrs[key] = value
-            if planned.geometry:
-                group = f.create_group("geometry")
-                for key, value in planned.geometry.items():
-                    group.create_dataset(key, data=value)
+            for key, value in planned.geometry.items():
+                f.create_dataset(key, data=value)
         if overwrite:
             os.replace(tmp, target)
         else:

@@ -1,0 +1,141 @@
+"""The README's result tables, generated from the JSON in ``bench/results/`` (one source).
+
+Each generated table sits in README.md between a ``<!-- generated: NAME -->`` line and a
+``<!-- end generated: NAME -->`` line, with a caption naming its JSON file, the machine, the
+load average and the date the numbers were measured (or "not recorded" where the JSON
+predates those fields; the date then falls back to the JSON file's last commit).
+
+    .venv/bin/python bench/readme_tables.py           # rewrite the tables in README.md
+    .venv/bin/python bench/readme_tables.py --check   # exit 1 if README.md differs
+
+``tests/test_readme_tables.py`` runs ``--check``, so a table edited by hand, or a JSON file
+re-measured without regenerating the README, fails the tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+README = REPO / "README.md"
+
+LABELS = {
+    "zero_filled": "zero-filled",
+    "cg_sense": "CG-SENSE",
+    "cs_tv": "CS TV",
+    "cs_wavelet": "CS wavelet",
+    "varnet_fastmri": "E2E-VarNet (fastmri)",
+    "unrolled": "unrolled (ours)",
+}
+
+
+def _lam(method: str) -> str:
+    """The weight of ``conf/method/METHOD.yaml``: the one every command uses."""
+    return f"lam {yaml.safe_load((REPO / 'conf' / 'method' / f'{method}.yaml').read_text())['lam']}"
+
+
+NOTES = {
+    "cg_sense": lambda: _lam("cg_sense") + " (`conf/method/cg_sense.yaml`, tuned on val)",
+    "cs_tv": lambda: _lam("cs_tv") + " (tuned on val)",
+    "cs_wavelet": lambda: _lam("cs_wavelet") + " (tuned on val)",
+    "varnet_fastmri": lambda: "`make train` recipe with `model=varnet_fastmri`",
+    "unrolled": lambda: "`make train` checkpoint",
+}
+
+
+def _committed(path: Path) -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "log", "-1", "--format=%cs", "--", str(path)],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    except OSError:
+        return None
+    return out.stdout.strip() or None
+
+
+def caption(path: Path, data: dict) -> str:
+    """Where the numbers come from: file, machine, load, date."""
+    machine = data.get("machine") or "machine not recorded"
+    loads = [data.get("load_average_start"), data.get("load_average_end")]
+    load = " -> ".join(f"{v[0]:.1f}" for v in loads if v) or "not recorded"
+    date = data.get("date")
+    if not date:
+        committed = _committed(path)
+        date = f"not recorded (file committed {committed})" if committed else "not recorded"
+    rel = path.relative_to(REPO).as_posix()
+    return f"_From `{rel}`: {machine}; load average {load}; measured {date}._"
+
+
+def embedded_methods() -> str:
+    path = REPO / "bench" / "results" / "embedded_methods.json"
+    data = json.loads(path.read_text())
+    methods = data["methods"]
+    best = {
+        "psnr": max(m["metrics"]["psnr"]["mean"] for m in methods.values()),
+        "ssim": max(m["metrics"]["ssim"]["mean"] for m in methods.values()),
+        "nmse": min(m["metrics"]["nmse"]["mean"] for m in methods.values()),
+    }
+
+    def cell(m: dict, key: str, fmt: str, std: bool = True) -> str:
+        mean = m["metrics"][key]["mean"]
+        text = format(mean, fmt) + (f" ± {m['metrics'][key]['std']:{fmt}}" if std else "")
+        return f"**{text}**" if mean == best[key] else text
+
+    lines = [
+        "| method | PSNR (dB) | SSIM | NMSE | how it was obtained |",
+        "|---|---:|---:|---:|---|",
+    ]
+    for name, m in sorted(methods.items(), key=lambda kv: kv[1]["metrics"]["psnr"]["mean"]):
+        note = NOTES.get(name, lambda: "")()
+        lines.append(
+            f"| {LABELS.get(name, name)} | {cell(m, 'psnr', '.2f')} | {cell(m, 'ssim', '.4f')} "
+            f"| {cell(m, 'nmse', '.4f', std=False)} | {note} |"
+        )
+    return "\n".join([caption(path, data), "", *lines])
+
+
+TABLES = {"embedded_methods": embedded_methods}
+
+
+def render(readme: str) -> str:
+    """``readme`` with every generated table replaced by its current rendering."""
+    for name, make in TABLES.items():
+        pattern = re.compile(
+            rf"(<!-- generated: {name} [^\n]*-->\n)(?:.*?\n)?(<!-- end generated: {name} -->)", re.S
+        )
+        if not pattern.search(readme):
+            raise SystemExit(f"README.md: no generated block named {name}")
+        readme = pattern.sub(lambda m, make=make: m.group(1) + make() + "\n" + m.group(2), readme)
+    return readme
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--check", action="store_true", help="exit 1 if README.md is stale")
+    args = parser.parse_args(argv)
+    current = README.read_text()
+    wanted = render(current)
+    if args.check:
+        if wanted != current:
+            print(
+                "README.md: generated tables are stale: run bench/readme_tables.py", file=sys.stderr
+            )
+            return 1
+        return 0
+    README.write_text(wanted)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
