@@ -20,6 +20,7 @@ imported only when the adapter is built.
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Mapping
 from os import PathLike
 from pathlib import Path
@@ -29,6 +30,7 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from unrolled.models.sensitivity import ZeroCalibrationWarning
 from unrolled.models.unrolled import UnrolledOutput
 
 log = logging.getLogger(__name__)
@@ -132,16 +134,23 @@ class FastmriVarNet(nn.Module):
                 complex64.
             mask: 1D sampling mask, ``(B, 1, H, W)`` (constant over ``H``) or ``(B, 1, 1, W)``.
             num_low_frequencies: calibration width per sample, ``(B,)``.
-            keys: ignored (the maps are learned, nothing is cached).
+            keys: ``(file, slice, ...)`` per sample, only to name an all-zero slice in
+                its warning (the maps are learned, nothing is cached).
             return_cascades: ignored; VarNet returns only its final image, so
                 ``cascades`` is always empty.
 
         Returns:
             :class:`UnrolledOutput` with ``image`` the RSS ``(B, H, W)``, ``kspace``
             the final coil k-space ``(B, C, H, W)`` complex64 and ``maps`` VarNet's
-            learned sensitivities ``(B, C, H, W)`` complex64.
+            learned sensitivities ``(B, C, H, W)`` complex64. A sample whose k-space is
+            all zero (a dropped or padding slice) gets zeros and a
+            :class:`~unrolled.models.sensitivity.ZeroCalibrationWarning`: fastMRI's VarNet
+            would return NaN there (0/0 in its map and U-Net normalisations).
         """
-        del keys, return_cascades
+        del return_cascades
+        empty = ~(kspace != 0).flatten(1).any(dim=1)  # (B,)
+        if bool(empty.any()):
+            return self._skip_empty(kspace, mask, num_low_frequencies, keys, empty)
         k = torch.view_as_real(kspace.to(torch.complex64))  # (B, C, H, W, 2)
         m = _fastmri_mask(mask)  # (B, 1, 1, W, 1)
         nlf = torch.as_tensor(num_low_frequencies).reshape(-1)
@@ -157,6 +166,31 @@ class FastmriVarNet(nn.Module):
         pred_c = torch.view_as_complex(pred.float().contiguous())  # (B, C, H, W)
         maps_c = torch.view_as_complex(maps.float().contiguous())
         return UnrolledOutput(image=image, kspace=pred_c, maps=maps_c, cascades=[])
+
+    def _skip_empty(self, kspace, mask, num_low_frequencies, keys, empty) -> UnrolledOutput:
+        """Zeros for the all-zero samples (with a warning each), VarNet for the others."""
+        for i in empty.nonzero().flatten().tolist():
+            key = tuple(keys[i]) if keys is not None else ()
+            where = f"{key[0]} slice {key[1]}" if len(key) >= 2 else f"batch element {i}"
+            warnings.warn(
+                f"{where}: the k-space is all zero: a zero image (and zero maps) for this slice",
+                ZeroCalibrationWarning,
+                stacklevel=3,
+            )
+        b, c, h, w = kspace.shape
+        image = kspace.new_zeros(b, h, w, dtype=torch.float32)
+        pred = kspace.new_zeros(b, c, h, w, dtype=torch.complex64)
+        maps = torch.zeros_like(pred)
+        keep = (~empty).nonzero().flatten()
+        if keep.numel():
+            nlf = torch.as_tensor(num_low_frequencies).reshape(-1)
+            out = self(
+                kspace[keep],
+                mask[keep] if mask.shape[0] == b else mask,
+                nlf[keep] if nlf.numel() == b else nlf,
+            )
+            image[keep], pred[keep], maps[keep] = out.image.float(), out.kspace, out.maps
+        return UnrolledOutput(image=image, kspace=pred, maps=maps, cascades=[])
 
     def _varnet(self, k: torch.Tensor, m: torch.Tensor, nlf: int):
         """``VarNet.forward`` step by step (identical arithmetic), keeping the k-space and

@@ -14,10 +14,10 @@ from unrolled.data.raw import convert
 @pytest.mark.slow  # starts the real commands (~20 s each under load)
 def test_convert_info_reconstruct_gre(tmp_path):
     """gre.dat -> fastMRI file -> unrolled-reconstruct (CG-SENSE) reads it unchanged."""
-    res = run([cli("unrolled-convert"), f"inputs=[{GRE}]", "output_dir=conv"], tmp_path)
+    res = run([cli("unrolled-convert"), f"inputs=[{GRE}]", "output_dir=scans"], tmp_path)
     assert res.returncode == 0, res.stderr
     assert "gre.h5: kspace (1, 2, 160, 160), fully sampled" in res.stdout
-    out = tmp_path / "conv" / "gre.h5"
+    out = tmp_path / "scans" / "gre.h5"
     with h5py.File(out) as f:
         assert f["kspace"].shape == (1, 2, 160, 160)  # 320 readout samples, oversampling 2
         assert f["reconstruction_rss"].shape == (1, 160, 160)
@@ -36,7 +36,7 @@ def test_convert_info_reconstruct_gre(tmp_path):
     assert schema.sequenceParameters.TE == [3.0] and schema.sequenceParameters.TR == [10.0]
     from fastmri.data import SliceDataset  # fastMRI's own loader reads it as a released file
 
-    kspace, mask, target, attrs, fname, _ = SliceDataset(tmp_path / "conv", "multicoil")[0]
+    kspace, mask, target, attrs, fname, _ = SliceDataset(tmp_path / "scans", "multicoil")[0]
     assert kspace.shape == (2, 160, 160) and target.shape == (160, 160) and mask is None
     assert attrs["padding_left"] == 0 and attrs["padding_right"] == 160
 
@@ -48,16 +48,33 @@ def test_convert_info_reconstruct_gre(tmp_path):
         [
             cli("unrolled-reconstruct"),
             "method=cg_sense",
-            "input_dir=conv",
-            "output_dir=rec",
+            "input_dir=scans",
+            "output_dir=recon_cg",
+            "output_format=[h5,nifti,dicom]",
             "progress=false",
         ],
         tmp_path,
     )
     assert rec.returncode == 0, rec.stderr
-    with h5py.File(tmp_path / "rec" / "gre.h5") as f:
+    with h5py.File(tmp_path / "recon_cg" / "gre.h5") as f:
         image = f["reconstruction"][0]
     assert image.shape == (160, 160) and np.isfinite(image).all() and image.max() > 0
+    import nibabel
+    import pydicom
+
+    # the export places it by the twix slice geometry: 200 mm / 160 px, 4 mm, oblique axial
+    assert nibabel.load(tmp_path / "recon_cg" / "gre.nii.gz").header.get_zooms() == (
+        1.25,
+        1.25,
+        4.0,
+    )
+    dicom = pydicom.dcmread(next((tmp_path / "recon_cg" / "gre_dicom").glob("*.dcm")))
+    row, col = np.array(dicom.ImageOrientationPatient, dtype=float).reshape(2, 3)
+    np.testing.assert_allclose(np.abs(np.cross(row, col)), [0.0, 0.0383878, 0.999263], atol=1e-5)
+
+    ev = run([cli("unrolled-evaluate"), "target_dir=scans", "predictions_dir=recon_cg"], tmp_path)
+    assert ev.returncode == 0, ev.stderr  # scored against the file's reconstruction_rss
+    assert (tmp_path / "recon_cg" / "metrics.json").is_file() and "SSIM" in ev.stdout
 
 
 @pytest.mark.slow  # starts the real commands (~20 s each under load)

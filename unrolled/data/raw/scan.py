@@ -23,7 +23,8 @@ class RefusedScan(DataError):
     """A raw file that is readable but not 2D Cartesian (EPI, radial, spiral, 3D).
 
     The message names the file and the reason, e.g.
-    ``"epi.dat: not 2D Cartesian: EPI (reflected lines, phase-correction scans)"``.
+    ``"epi.dat: not 2D Cartesian, refused: EPI (reflected readouts and phase-correction
+    scans; ramp sampling needs regridding)"``.
     """
 
     def __init__(self, path, reason: str) -> None:

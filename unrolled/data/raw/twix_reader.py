@@ -12,6 +12,8 @@ from each MDH's slice data, converted as ``siemens_to_ismrmrd`` does.
 
 from __future__ import annotations
 
+import gc
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -50,10 +52,16 @@ def read_twix(path: str | Path) -> RawScan:
     import twixtools
 
     path = Path(path)
-    try:
-        twix = twixtools.read_twix(str(path), verbose=False)
-    except Exception as e:  # noqa: BLE001 - twixtools raises many kinds on bad files
-        raise DataError(path, f"cannot read as Siemens twix ({type(e).__name__}: {e})") from None
+    problem = None
+    with warnings.catch_warnings():  # twixtools leaves its file open on errors: let the
+        warnings.simplefilter("ignore", ResourceWarning)  # traceback go and close it quietly
+        try:
+            twix = twixtools.read_twix(str(path), verbose=False)
+        except Exception as e:  # noqa: BLE001 - twixtools raises many kinds on bad files
+            problem = f"cannot read as Siemens twix ({type(e).__name__}: {e})"
+        gc.collect()
+    if problem is not None:
+        raise DataError(path, problem)
     if not twix or "hdr" not in twix[-1]:
         raise DataError(path, "no measurement found in this twix file")
     meas = twix[-1]
