@@ -52,17 +52,17 @@ WHY_NOT = {
         "needs a `make train` checkpoint (RUN is a placeholder); "
         "tests/cli/test_reconstruct.py runs it with a trained one"
     ),
-    # README "Your own scanner data": run on the real gre.dat fixture, with its absolute path,
-    # by tests/data/raw/test_twix_cli.py::test_convert_info_reconstruct_gre (and all of them
-    # as written by bench/own_scanner_data.py)
-    "unrolled-info tests/fixtures/siemens_twix/gre.dat": (
-        "run on the fixture by tests/data/raw/test_twix_cli.py"
-    ),
+}
+# The "Your own scanner data" block: run as written on gre.dat, in a scratch folder, by
+# tests/data/test_scanner_to_viewer.py (its reconstruct commands are also composed here).
+RUN_ELSEWHERE = {
+    "unrolled-info tests/fixtures/siemens_twix/gre.dat": "tests/data/test_scanner_to_viewer.py",
     "unrolled-convert inputs=[tests/fixtures/siemens_twix/gre.dat] output_dir=scans": (
-        "run on the fixture by tests/data/raw/test_twix_cli.py"
+        "tests/data/test_scanner_to_viewer.py"
     ),
+    "unrolled-info scans/gre.h5": "tests/data/test_scanner_to_viewer.py",
     "unrolled-evaluate target_dir=scans predictions_dir=recon_zs": (
-        "needs the zero-shot run (~2 min); tests/data/raw/test_twix_cli.py evaluates recon_cg"
+        "tests/data/test_scanner_to_viewer.py"
     ),
 }
 # Run under a real SLURM cluster only (tests/slurm); here: composed.
@@ -107,6 +107,8 @@ def _kind(command: str) -> str:
         return "why_not"
     if command in RUN:
         return "run"
+    if command in RUN_ELSEWHERE:
+        return "elsewhere"
     if command.startswith(SLURM_ONLY):
         return "slurm"
     if command.split()[0] in {f"unrolled-{t}" for t in ("train", "robustness", "reconstruct")}:
@@ -119,7 +121,7 @@ def test_every_readme_command_is_run_composed_or_explained():
     unknown = [c for _, c in COMMANDS if _kind(c) == "unknown"]
     assert not unknown, f"README commands nobody checks (add them to this test): {unknown}"
     listed = {c for _, c in COMMANDS}
-    stale = [c for c in [*RUN, *WHY_NOT] if c not in listed]
+    stale = [c for c in [*RUN, *WHY_NOT, *RUN_ELSEWHERE] if c not in listed]
     assert not stale, f"commands this test knows that the READMEs no longer show: {stale}"
 
 

@@ -292,3 +292,26 @@ def test_train_warm_starts_from_weights(tiny_root, tmp_path):
     _, module, _ = build(cfg)
     for k, v in start.items():
         assert torch.equal(module.net.varnet.state_dict()[k], v), k
+
+
+def test_checkpoint_of_a_warm_started_run_loads_without_the_weights_file(tiny_root, tmp_path):
+    """The run config keeps model.weights=PATH; rebuilding from the checkpoint must not read it."""
+    from unrolled.cli.common import load_network
+    from unrolled.cli.train import build
+
+    torch.manual_seed(5)
+    torch.save(FastmriVarNet(**TINY).varnet.state_dict(), tmp_path / "start.pt")
+    cfg = _cfg(tiny_root, tmp_path / "run", f"model.weights={tmp_path / 'start.pt'}")
+    _, module, _ = build(cfg)
+    with torch.no_grad():  # the trained weights differ from the warm start
+        for p in module.net.parameters():
+            p.add_(0.01)
+    ckpt = {"state_dict": module.state_dict()}
+    module.on_save_checkpoint(ckpt)  # what Lightning's ModelCheckpoint stores
+    assert ckpt["unrolled_config"]["model"]["weights"] == str(tmp_path / "start.pt")
+    torch.save(ckpt, tmp_path / "best.ckpt")
+    (tmp_path / "start.pt").rename(tmp_path / "moved.pt")  # weights moved away
+    net, config = load_network(tmp_path / "best.ckpt")
+    assert config["model"]["weights"] == str(tmp_path / "start.pt")  # the record is kept
+    for k, v in module.net.state_dict().items():
+        assert torch.equal(net.state_dict()[k], v), k

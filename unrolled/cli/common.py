@@ -208,10 +208,17 @@ def _not_a_checkpoint(path: Path) -> str | None:
 def load_network(checkpoint: str | Path, map_location: str = "cpu") -> tuple[torch.nn.Module, dict]:
     """Rebuild the network of a training checkpoint from the config it carries.
 
-    The checkpoint is read with ``weights_only=True`` (no code runs on load).
+    The checkpoint is read with ``weights_only=True`` (no code runs on load). A
+    warm-start weights file in the model config (``model.weights=PATH`` of
+    ``unrolled-train model=varnet_fastmri``) is not read again: the checkpoint's
+    own state dict replaces it, so the checkpoint loads after that file moved.
 
     Returns:
         ``(network in eval mode, resolved run config)``.
+
+    Raises:
+        FileNotFoundError: no such checkpoint.
+        DataError: not a checkpoint, unreadable, or without the run config.
     """
     from hydra.utils import instantiate
 
@@ -232,10 +239,22 @@ def load_network(checkpoint: str | Path, map_location: str = "cpu") -> tuple[tor
     config = ckpt.get("unrolled_config")
     if not config or "model" not in config:
         raise DataError(path, "checkpoint carries no 'unrolled_config' with a 'model' entry")
-    net = instantiate(config["model"])
+    net = instantiate(_without_warm_start(config["model"]))
     state = {k[4:]: v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}
     net.load_state_dict(state)
     return net.eval(), config
+
+
+def _without_warm_start(node):
+    """A copy of a model config with every ``weights`` of a ``_target_`` node set to ``None``."""
+    if isinstance(node, dict):  # the run config a checkpoint carries is a plain container
+        out = {k: _without_warm_start(v) for k, v in node.items()}
+        if "_target_" in out and out.get("weights") is not None:
+            out["weights"] = None
+        return out
+    if isinstance(node, list | tuple):
+        return [_without_warm_start(v) for v in node]
+    return node
 
 
 def load_checkpoint_network(checkpoint: str | Path, map_location: str = "cpu") -> torch.nn.Module:

@@ -67,13 +67,22 @@ def test_positions_from_the_file_give_an_oblique_affine():
         "slice_position": centres,
         "read_dir": np.tile(read, (4, 1)),
         "phase_dir": np.tile(phase, (4, 1)),
+        "slice_dir": np.tile(normal, (4, 1)),
     }
     g = volume_geometry(KNEE, (4, 320, 320), positions)
+    # DICOM orientation (along a row, down a column) = (phase_dir, read_dir): our rows are H
+    np.testing.assert_allclose(g.row_cosine, phase)
+    np.testing.assert_allclose(g.column_cosine, read)
     assert g.from_header and g.slice_spacing_mm == pytest.approx(3.0)
     a = g.affine_ras()
     for k in range(4):  # voxel (cols // 2, rows // 2, k) lies at slice k's centre (RAS)
         ras = a @ np.array([160, 160, k, 1.0])
         np.testing.assert_allclose(ras[:3], centres[k] * [-1, -1, 1], atol=1e-9)
+    # NIfTI axis j (rows, k-space H) steps along read_dir, axis i (columns) along phase_dir
+    np.testing.assert_allclose(a[:3, 1], read * [-1, -1, 1] * 0.4375, atol=1e-12)
+    np.testing.assert_allclose(a[:3, 0], phase * [-1, -1, 1] * 0.4375, atol=1e-12)
+    with pytest.raises(ValueError, match="'slice_dir' is not normal"):
+        volume_geometry(KNEE, (4, 320, 320), {**positions, "slice_dir": positions["read_dir"]})
 
 
 def test_irregular_slices_have_no_nifti_affine_and_bad_positions_are_refused():

@@ -16,6 +16,20 @@ GRE = FIXTURES / "gre.dat"
 EPI = FIXTURES / "epi.dat"
 BIN = Path(sys.executable).parent
 
+# Identifying strings of gre.dat's header (values masked with x by the publisher; the
+# institution, its address, the scanner serial, the study date and the LOIDs are real).
+GRE_IDENTIFIERS = [
+    b"xxxxxxx",  # patient name; the ID (48 x) and birth date (8 x) contain it
+    b"DZNE",
+    b"Venusberg",
+    b"Freud",
+    b"53127",
+    b"45385",  # device serial number (also inside the frame-of-reference UID)
+    b"20210622",  # date inside the frame-of-reference UID
+    b"66327770",  # patient LOID
+    b"66327775",  # study LOID
+]
+
 
 def need(tool: str) -> str:
     """The path of a Debian reference tool, or skip the test naming the package."""

@@ -6,23 +6,9 @@ import h5py
 import ismrmrd
 import numpy as np
 import pytest
-from rawtools import EPI, GRE, cli, need, run
+from rawtools import EPI, GRE, GRE_IDENTIFIERS, cli, need, run
 
 from unrolled.data.raw import convert
-
-# Identifying strings of gre.dat's header (values masked with x by the publisher; the
-# institution, its address, the scanner serial, the study date and the LOIDs are real).
-GRE_IDENTIFIERS = [
-    b"xxxxxxx",  # patient name; the ID (48 x) and birth date (8 x) contain it
-    b"DZNE",
-    b"Venusberg",
-    b"Freud",
-    b"53127",
-    b"45385",  # device serial number (also inside the frame-of-reference UID)
-    b"20210622",  # date inside the frame-of-reference UID
-    b"66327770",  # patient LOID
-    b"66327775",  # study LOID
-]
 
 
 @pytest.mark.slow  # starts the real commands (~20 s each under load)

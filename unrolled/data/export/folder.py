@@ -208,18 +208,21 @@ def write_exports(
 
 
 def _read_geometry_source(path: Path) -> tuple[bytes, dict[str, np.ndarray] | None]:
-    """The ISMRMRD header and, where all present, the datasets :data:`POSITION_KEYS`."""
+    """The ISMRMRD header and, where all present, the datasets :data:`POSITION_KEYS`.
+
+    ``slice_dir`` comes with them when the file has it (``unrolled-convert`` writes it).
+    """
     try:
         with h5py.File(path, "r") as f:
             if "ismrmrd_header" not in f:
                 raise DataError(path, "has no ismrmrd_header: the export needs its geometry")
             xml = f["ismrmrd_header"][()]
-            present = [k for k in POSITION_KEYS if k in f]
+            present = [k for k in (*POSITION_KEYS, "slice_dir") if k in f]
             positions = {k: np.asarray(f[k][()]) for k in present} if present else None
     except OSError as e:
         raise DataError(path, f"unreadable HDF5 file ({e})") from None
-    if positions is not None and len(positions) != len(POSITION_KEYS):
-        missing = sorted(set(POSITION_KEYS) - set(positions))
+    missing = sorted(set(POSITION_KEYS) - set(positions or {}))
+    if positions is not None and missing:  # slice_dir alone, or a partial set
         raise DataError(path, f"has slice positions but lacks {', '.join(missing)}")
     xml = xml if isinstance(xml, bytes) else bytes(np.asarray(xml).tobytes())
     return xml, positions

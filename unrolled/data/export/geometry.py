@@ -10,11 +10,15 @@ phase encoding (``W``, ISMRMRD ``y``), cropped at the centre to the header's
   readout oversampling, e.g. 640 px over 280 mm, the same 0.4375 mm as 320 px
   over 140 mm of ``reconSpace``);
 - slice thickness: ``reconSpace`` field of view ``z`` (else ``encodedSpace``'s);
-- slice positions and orientation: from the optional datasets
-  :data:`POSITION_KEYS` when the file carries them (ISMRMRD acquisition-header
-  convention: ``slice_position`` the centre of each slice, ``read_dir`` /
-  ``phase_dir`` unit vectors, all ``(slices, 3)`` in DICOM patient coordinates
-  LPS, mm). Otherwise the documented default :data:`DEFAULT_ORIENTATION`:
+- slice positions and orientation: from the optional datasets that
+  ``unrolled-convert`` writes (:mod:`unrolled.data.raw.convert`): ``slice_position``
+  (the centre of each slice), ``read_dir``, ``phase_dir`` and ``slice_dir`` (unit
+  vectors), each ``(slices, 3)``, ISMRMRD acquisition-header convention, DICOM
+  patient coordinates LPS, mm. Rows (k-space ``H``) run along ``read_dir``, columns
+  (``W``) along ``phase_dir``: DICOM's ``ImageOrientationPatient`` is ``(phase_dir,
+  read_dir)``, and ``ImagePositionPatient`` (the centre of the first pixel) lies
+  ``rows // 2`` rows and ``columns // 2`` columns before the slice centre.
+  Otherwise the documented default :data:`DEFAULT_ORIENTATION`:
   axial slices, columns towards the patient's left, rows towards posterior,
   slices stacked towards the head, ``slice thickness + gap`` apart, the volume
   centred at the origin.
@@ -34,7 +38,8 @@ import numpy as np
 from unrolled.data.header import NAMESPACE
 
 POSITION_KEYS = ("slice_position", "read_dir", "phase_dir")
-"""Optional datasets of an input file, ``(slices, 3)`` float, LPS mm / unit vectors."""
+"""Optional datasets of an input file (all or none), ``(slices, 3)`` float, LPS mm / unit
+vectors; ``slice_dir`` may come with them (checked: unit length, normal to both)."""
 
 DEFAULT_ORIENTATION = ((1.0, 0.0, 0.0), (0.0, 1.0, 0.0))
 """Default DICOM ``ImageOrientationPatient``: along a row towards the patient's left (+x
@@ -156,7 +161,8 @@ def volume_geometry(
     Args:
         xml: the input's ``ismrmrd_header``.
         shape: ``(slices, rows, columns)`` written.
-        slice_positions: the datasets :data:`POSITION_KEYS` of the input file, or ``None``.
+        slice_positions: the datasets :data:`POSITION_KEYS` of the input file (and
+            ``slice_dir`` when present), or ``None``.
         slice_gap_mm: gap between slices of the default stack (ignored with positions).
 
     Returns:
@@ -179,7 +185,8 @@ def volume_geometry(
         row_cos_s = np.broadcast_to(row_cos, (s, 3))
         col_cos_s = np.broadcast_to(col_cos, (s, 3))
     else:
-        arrays = {k: np.asarray(slice_positions[k], dtype=float) for k in POSITION_KEYS}
+        keys = (*POSITION_KEYS, *(["slice_dir"] if "slice_dir" in slice_positions else []))
+        arrays = {k: np.asarray(slice_positions[k], dtype=float) for k in keys}
         for k, a in arrays.items():
             if a.shape != (s, 3):
                 raise ValueError(f"dataset {k!r} must have shape ({s}, 3), got {a.shape}")
@@ -190,6 +197,12 @@ def volume_geometry(
                 raise ValueError(f"dataset {name!r} holds vectors that are not unit length")
         if not np.allclose((col_cos_s * row_cos_s).sum(1), 0.0, atol=1e-4):
             raise ValueError("datasets 'read_dir' and 'phase_dir' are not orthogonal")
+        if "slice_dir" in arrays:
+            slice_dir = arrays["slice_dir"]
+            if not np.allclose(np.linalg.norm(slice_dir, axis=1), 1.0, atol=1e-4):
+                raise ValueError("dataset 'slice_dir' holds vectors that are not unit length")
+            if not np.allclose(np.abs((slice_dir * np.cross(col_cos_s, row_cos_s)).sum(1)), 1):
+                raise ValueError("dataset 'slice_dir' is not normal to 'read_dir' and 'phase_dir'")
         if not (np.allclose(row_cos_s, row_cos_s[0]) and np.allclose(col_cos_s, col_cos_s[0])):
             raise ValueError("slices of one volume must share read_dir and phase_dir")
         row_cos, col_cos = row_cos_s[0], col_cos_s[0]
