@@ -10,6 +10,12 @@ so that a wheel, ``pip install .`` and the editable install all find the configs
 from setuptools import find_packages, setup
 
 setup(
-    packages=[*find_packages(include=["unrolled", "unrolled.*"]), "unrolled.conf"],
+    # hydra_plugins.unrolled_optuna_sweeper: Hydra loads sweepers only from hydra_plugins
+    packages=[
+        *find_packages(include=["unrolled", "unrolled.*"]),
+        "unrolled.conf",
+        "hydra_plugins",  # a namespace package: listed so that editable installs map it
+        "hydra_plugins.unrolled_optuna_sweeper",
+    ],
     package_dir={"unrolled.conf": "conf"},
 )

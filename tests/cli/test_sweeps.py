@@ -80,7 +80,8 @@ def test_hparams_search_configs_compose(conf_dir, search):
     sweeper = OmegaConf.to_container(cfg.hydra.sweeper, resolve=True)
     assert cfg.hydra.runtime.choices["hydra/sweeper"] == search
     assert str(sweeper["direction"]).endswith("maximize")  # unrolled-train returns val SSIM
-    assert sweeper["storage"] is None and 1 <= sweeper["n_trials"] <= 50
+    assert sweeper["storage"] == f"sqlite:///{cfg.hydra.sweep.dir}/optuna.db"  # resumable
+    assert 1 <= sweeper["n_trials"] <= 50
     assert {"optimizer.lr", "model.num_cascades", "model/dc"} <= set(sweeper["params"])
     # every value of the search space composes
     for dc in ("hard", "cg", "gradient"):
