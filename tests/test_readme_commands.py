@@ -64,6 +64,16 @@ RUN_ELSEWHERE = {
     "unrolled-evaluate target_dir=scans predictions_dir=recon_zs": (
         "tests/data/test_scanner_to_viewer.py"
     ),
+    # The cluster guide: tests/slurm starts and stops its cluster with this script (as root,
+    # where sudo is not needed) and runs the sharded job array on it with tiny data.
+    "sudo tests/slurm/cluster.sh start /tmp/unrolled-slurm && "
+    "export SLURM_CONF=/tmp/unrolled-slurm/slurm.conf": "tests/slurm/conftest.py",
+    "sudo tests/slurm/cluster.sh stop /tmp/unrolled-slurm": "tests/slurm/conftest.py",
+}
+# Job arrays of the guide, run on the local cluster by tests/slurm with tiny data.
+RUN_ON_CLUSTER = {
+    "jid=$(sbatch --parsable --array=0-9": "tests/slurm/test_shards.py",
+    "sbatch --dependency=afterok:$jid --wrap": "tests/slurm/test_shards.py",
 }
 # Run under a real SLURM cluster only (tests/slurm); here: composed.
 SLURM_ONLY = ("sbatch ",)
@@ -97,7 +107,8 @@ RUN = [
     # raw data: the twix fixture the README converts
     "unrolled-info tests/fixtures/siemens_twix/gre.dat",
     "unrolled-convert inputs=[tests/fixtures/siemens_twix/gre.dat] output_dir=scans",
-    "unrolled-reconstruct method=cg_sense input_dir=scans output_dir=recon_cg",
+    "unrolled-reconstruct method=cg_sense input_dir=scans output_dir=recon_cg "
+    "output_format=[h5,nifti,dicom]",
     "unrolled-evaluate target_dir=scans predictions_dir=recon_zs",
 ]
 
@@ -107,7 +118,7 @@ def _kind(command: str) -> str:
         return "why_not"
     if command in RUN:
         return "run"
-    if command in RUN_ELSEWHERE:
+    if command in RUN_ELSEWHERE or command.startswith(tuple(RUN_ON_CLUSTER)):
         return "elsewhere"
     if command.startswith(SLURM_ONLY):
         return "slurm"
