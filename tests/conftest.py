@@ -1,5 +1,6 @@
 """Shared fixtures: a tiny embedded data set in fastMRI's layout, and the team's real data."""
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -7,6 +8,19 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 REAL_BRAIN = SHARED / "data" / "brain_t2_4coil" / "img_brain_4ch.mat"
+
+
+@pytest.fixture(autouse=True)
+def _logging_as_found():
+    """Undo what an in-process CLI run did to logging (``hydra/job_logging=disabled`` sets the
+    root level to ERROR and disables every existing logger), so that a later test in the same
+    worker still sees the package's warnings."""
+    root_level = logging.root.level
+    yield
+    logging.root.setLevel(root_level)
+    for logger in list(logging.root.manager.loggerDict.values()):
+        if isinstance(logger, logging.Logger):
+            logger.disabled = False
 
 
 @pytest.fixture(scope="session")

@@ -120,12 +120,18 @@ def test_interrupt_wrapper_exits_130_with_one_line(capsys):
         except KeyboardInterrupt:
             sys.exit(1)
 
-    for fn in (work, work_swallowing_it):
-        with pytest.raises(SystemExit) as exc:
-            entry_point("unrolled-x", "doc")(fn)()
-        assert exc.value.code == 130
-        assert capsys.readouterr().err.strip() == "unrolled-x: interrupted"
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+    # A shell's background job (CI may start us as one) inherits SIGINT ignored: give this
+    # test the handler an interactive terminal has, and put back what it found afterwards.
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        for fn in (work, work_swallowing_it):
+            with pytest.raises(SystemExit) as exc:
+                entry_point("unrolled-x", "doc")(fn)()
+            assert exc.value.code == 130
+            assert capsys.readouterr().err.strip() == "unrolled-x: interrupted"
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+    finally:
+        signal.signal(signal.SIGINT, inherited)
 
 
 @pytest.mark.slow
