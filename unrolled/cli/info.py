@@ -113,7 +113,13 @@ def describe_fastmri(path: str) -> list[str]:
         f"{hdr.recon_size[0]} x {hdr.recon_size[1]}, padding {hdr.padding_left}-"
         f"{hdr.padding_right}",
         f"acquired columns {int(cols.sum())} of {cols.size}, acceleration "
-        f"{cols.size / max(int(cols.sum()), 1):.2f}, calibration width "
+        f"{cols.size / max(int(cols.sum()), 1):.2f}"
+        + (
+            f" (nominal {float(attrs['acceleration']):g})"
+            if attrs.get("acceleration") is not None
+            else ""
+        )
+        + ", calibration width "
         f"{center_run_length(torch.from_numpy(cols.astype(np.float32)))}",
         "references: "
         + (", ".join(info.recon_keys) or "none")
