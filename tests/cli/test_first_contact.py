@@ -152,6 +152,9 @@ def test_ctrl_c_during_training_exits_130_without_a_traceback(tiny_root, tmp_pat
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,  # its own process group, as a terminal's foreground job
+        # a terminal's job receives Ctrl-C; a background job (CI may start us as one) inherits
+        # SIGINT ignored, and Python then installs no KeyboardInterrupt handler at all
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     started = threading.Event()
     stdout: list[str] = []

@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-SOURCES = ("pyproject.toml", "setup.py", "README.md", "unrolled", "conf")
+SOURCES = ("pyproject.toml", "setup.py", "README.md", "unrolled", "conf", "hydra_plugins")
 
 
 def _run(cmd, cwd, timeout=900, env=None):
