@@ -1,5 +1,6 @@
 """unrolled-train as a user runs it: bad input gives one line and a non-zero exit."""
 
+import logging
 import os
 import subprocess
 import sys
@@ -67,7 +68,16 @@ def test_resume_auto_takes_the_highest_global_step_whatever_the_name(tmp_path, c
     save("hpc_ckpt_1.ckpt", 7)
     save("checkpoints/last.ckpt", 2)  # the newest file, but a stale step
     (run / "checkpoints" / "cut-short.ckpt").write_bytes(b"PK\x03\x04 truncated")
-    assert resume_path("auto", run) == str(run / "checkpoints" / "last-v1.ckpt")
+    # listen on the module's logger itself: an in-process CLI run earlier in this worker may have
+    # reconfigured logging (levels, propagation) through Hydra
+    logger = logging.getLogger("unrolled.train")
+    logger.disabled = False
+    logger.addHandler(caplog.handler)
+    try:
+        with caplog.at_level(logging.WARNING, logger="unrolled.train"):
+            assert resume_path("auto", run) == str(run / "checkpoints" / "last-v1.ckpt")
+    finally:
+        logger.removeHandler(caplog.handler)
     assert "cut-short.ckpt: unreadable" in caplog.text
     assert resume_path("auto", run) == str(run / "checkpoints" / "last-v1.ckpt")
     hpc = save("hpc_ckpt_2.ckpt", 12)  # Lightning's SLURM requeue checkpoint, further on
