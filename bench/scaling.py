@@ -246,7 +246,8 @@ def plot(result: dict, path: Path) -> None:
                 xs = [s[0] if sweep == "coils" else s[1] * s[2] / 1e3 for s in shapes]
                 ys = [pts.get(s, {}).get(key, float("nan")) * scale for s in shapes]
                 ax.plot(xs, ys, "o-", label=model)
-            ax.set_xlabel("coils (256 x 256)" if sweep == "coils" else "k-pixels (16 coils)")
+            c, h, w = shapes[0]
+            ax.set_xlabel(f"coils ({h} x {w})" if sweep == "coils" else f"k-pixels ({c} coils)")
             ax.set_ylabel(label)
             ax.grid(alpha=0.3)
             if sweep == "coils":
@@ -262,15 +263,24 @@ def plot(result: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def replot(path: Path) -> None:
+    """Redraw the PNG beside a results JSON."""
+    plot(json.loads(path.read_text()), path.with_suffix(".png"))
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--quick", action="store_true", help="tiny grid: checks the pipeline")
     parser.add_argument("--out", type=Path, help="JSON path (the PNG goes beside it)")
     parser.add_argument("--jobs", type=int, default=2, help="networks measured side by side")
+    parser.add_argument("--replot", type=Path, help="only redraw the PNG of this JSON")
     args = parser.parse_args(argv)
     if args.worker:
         print(json.dumps(worker(json.loads(args.worker))))
+        return
+    if args.replot:
+        replot(args.replot)
         return
     default = REPO / "outputs" / "bench" / "scaling_quick.json" if args.quick else None
     result = run(args.quick, args.out or default or RESULTS / "scaling.json", args.jobs)

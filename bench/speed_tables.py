@@ -37,15 +37,24 @@ def data_loading() -> str:
     for name, kinds in data["results"].items():
         shape = " x ".join(map(str, data["shapes"][name]))
         for kind, by in kinds.items():
-            cells = [f"{by[str(w)]['slices_per_s']:.1f}" if str(w) in by else "-" for w in workers]
+            cells = [_cell(by.get(str(w))) for w in workers]
             lines.append(f"| {name} {shape} | {KINDS[kind]} | " + " | ".join(cells) + " |")
         ours, theirs = kinds["ours"], kinds["fastmri"]
         ratio = [
-            f"{ours[str(w)]['slices_per_s'] / theirs[str(w)]['slices_per_s']:.2f}" for w in workers
+            f"{ours[str(w)]['slices_per_s'] / theirs[str(w)]['slices_per_s']:.2f} "
+            f"({ours[str(w)]['cpu_ms_per_slice'] / theirs[str(w)]['cpu_ms_per_slice']:.2f})"
+            for w in workers
         ]
         lines.append(f"| {name} {shape} | ours / fastMRI | " + " | ".join(ratio) + " |")
-    note = "Slices per second (wall time, batch 1, files in the page cache)."
+    note = (
+        "Slices per second, wall time, batch 1, files in the page cache (in brackets: CPU-ms "
+        "per slice of the process and its workers, worker start included)."
+    )
     return "\n".join([_caption(path, data), "", note, "", *lines])
+
+
+def _cell(r: dict | None) -> str:
+    return "-" if r is None else f"{r['slices_per_s']:.1f} ({r['cpu_ms_per_slice']:.0f})"
 
 
 def scaling() -> str:
