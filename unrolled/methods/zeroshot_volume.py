@@ -26,6 +26,7 @@ Yaman et al., ICLR 2022) with two additions, each an option:
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from collections.abc import Iterator
 
@@ -34,7 +35,7 @@ from torch import nn
 
 from unrolled.models.sensitivity import EspiritSensitivity
 from unrolled.models.unrolled import UnrolledOutput
-from unrolled.training.zeroshot import ZeroShot, log
+from unrolled.training.zeroshot import Monitor, ZeroShot, log
 from unrolled.training.zeroshot_history import ScanHistory
 
 
@@ -48,6 +49,9 @@ class VolumeZeroShot(ZeroShot):
         warm_steps: ``max_steps`` of a warm-started slice (at most ``max_steps``).
         warm_lr: peak learning rate of a warm-started slice.
         warm_warmup_steps: warm-up steps of a warm-started slice.
+        warm_time_budget_s: wall-time budget of a warm-started slice (at most
+            ``time_budget_s``; ``None``: ``time_budget_s``), so that a loaded
+            machine shortens the following slices as it does the first.
         classical: a method with the ``UnrolledNet`` call signature whose
             ``kspace`` output predicts the held-out samples (e.g.
             :class:`~unrolled.evaluation.baselines.CGSense`); ``None``: none.
@@ -65,6 +69,7 @@ class VolumeZeroShot(ZeroShot):
         warm_steps: int = 40,
         warm_lr: float = 1e-3,
         warm_warmup_steps: int = 5,
+        warm_time_budget_s: float | None = 40.0,
         classical: nn.Module | None = None,
         **kwargs,
     ) -> None:
@@ -78,6 +83,7 @@ class VolumeZeroShot(ZeroShot):
         self.warm_steps = warm_steps
         self.warm_lr = warm_lr
         self.warm_warmup_steps = warm_warmup_steps
+        self.warm_time_budget_s = warm_time_budget_s
         self.classical = classical
         # (volume key, key, fitted network) of the last slice fitted
         self._previous: tuple[tuple, tuple, nn.Module] | None = None
@@ -88,16 +94,20 @@ class VolumeZeroShot(ZeroShot):
         if not warm:
             yield
             return
-        saved = self.max_steps, self.lr, self.warmup_steps
-        self.max_steps, self.lr, self.warmup_steps = (
+        saved = self.max_steps, self.lr, self.warmup_steps, self.time_budget_s
+        budget = self.time_budget_s
+        if self.warm_time_budget_s is not None:
+            budget = min(self.warm_time_budget_s, budget or math.inf)
+        self.max_steps, self.lr, self.warmup_steps, self.time_budget_s = (
             min(self.warm_steps, self.max_steps),  # never longer than a fit from scratch
             self.warm_lr,
             self.warm_warmup_steps,
+            budget,
         )
         try:
             yield
         finally:
-            self.max_steps, self.lr, self.warmup_steps = saved
+            self.max_steps, self.lr, self.warmup_steps, self.time_budget_s = saved
 
     def classical_output(
         self, net: nn.Module, kspace, mask, nlf, key: tuple
@@ -122,12 +132,15 @@ class VolumeZeroShot(ZeroShot):
         """k-space loss of a prediction on the held-out samples ``gamma``."""
         return float(self.loss(out.kspace, kspace, gamma))
 
-    def fit_slice(self, kspace, mask, nlf, key: tuple) -> tuple[UnrolledOutput, ScanHistory]:
+    def fit_slice(
+        self, kspace, mask, nlf, key: tuple, monitor: Monitor | None = None
+    ) -> tuple[UnrolledOutput, ScanHistory]:
         """Fit (or warm-start) one slice, choose network or classical, reconstruct.
 
         Args:
             kspace: ``(1, C, H, W)`` measured k-space; mask ``(1, 1, H, W)``; nlf ``(1,)``.
             key: the slice's key; ``key[:-1]`` names its volume.
+            monitor: as :meth:`ZeroShot.fit_scan` (benchmarks).
 
         Returns:
             ``(output from all acquired samples, history)``.
@@ -137,7 +150,7 @@ class VolumeZeroShot(ZeroShot):
         prev = self._previous
         warm = self.warm_start and prev is not None and prev[0] == volume
         with self._schedule(warm):
-            net, hist = self.fit_scan(kspace, mask, nlf, key, init=prev[2] if warm else None)
+            net, hist = self.fit_scan(kspace, mask, nlf, key, monitor, prev[2] if warm else None)
         hist.start = prev[1] if warm else None
         if self.classical is not None:
             h, w = kspace.shape[-2:]
