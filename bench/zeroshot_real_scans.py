@@ -46,7 +46,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from unrolled.evaluation.metrics import psnr, ssim
+from unrolled.metrics import psnr, ssim
 from unrolled.physics.coils import rss
 from unrolled.physics.fft import fft2c, ifft2c
 from unrolled.physics.masks import EquispacedMaskFractionFunc

@@ -44,7 +44,7 @@ import h5py
 import numpy as np
 import torch
 
-from unrolled.evaluation.metrics import psnr, ssim, volume_metrics
+from unrolled.metrics import psnr, ssim, volume_metrics
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent

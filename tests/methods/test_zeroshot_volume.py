@@ -5,15 +5,15 @@ import copy
 import pytest
 import torch
 
-from unrolled.evaluation.baselines import CGSense
+from unrolled.losses import KSpaceL1L2Loss
+from unrolled.methods.classical import CGSense
+from unrolled.methods.zeroshot import ZeroShot
 from unrolled.methods.zeroshot_volume import VolumeZeroShot
 from unrolled.models.dc import HardDC
 from unrolled.models.denoisers import ComplexDenoiser, ResNet
 from unrolled.models.sensitivity import EspiritSensitivity
 from unrolled.models.unrolled import UnrolledNet
 from unrolled.physics.fft import fft2c
-from unrolled.training.losses import KSpaceL1L2Loss
-from unrolled.training.zeroshot import ZeroShot
 
 
 @pytest.fixture(autouse=True)
@@ -166,3 +166,15 @@ def test_rejects_bad_warm_start_options():
         VolumeZeroShot(tiny_net(), warm_steps=0)
     with pytest.raises(ValueError, match="warm_steps and warm_lr must be positive"):
         VolumeZeroShot(tiny_net(), warm_lr=0.0)
+
+
+def test_a_warm_slice_has_its_own_time_budget_and_the_configured_one_comes_back():
+    kspace, mask, nlf = sense_scan(batch=2)
+    opts = {**OPTS, "time_budget_s": 600.0}
+    method = VolumeZeroShot(tiny_net(), warm_steps=5, warm_time_budget_s=1e-9, **opts)
+    with torch.no_grad():
+        method(kspace, mask, nlf, keys=[("a.h5", 0), ("a.h5", 1)])
+    first, warm = method.histories
+    assert (first.last_step, first.stop_reason) == (8, "max_steps")
+    assert (warm.last_step, warm.stop_reason) == (1, "time_budget")
+    assert method.time_budget_s == 600.0 and method.max_steps == 8 and method.lr == 3e-3

@@ -1,6 +1,6 @@
 """Zero-shot for whole volumes, never below its classical starting point.
 
-:class:`VolumeZeroShot` is :class:`~unrolled.training.zeroshot.ZeroShot` (ZS-SSL,
+:class:`VolumeZeroShot` is :class:`~unrolled.methods.zeroshot.ZeroShot` (ZS-SSL,
 Yaman et al., ICLR 2022) with two additions, each an option:
 
 - **Warm start along the volume** (``warm_start``): neighbouring slices look
@@ -19,7 +19,7 @@ Yaman et al., ICLR 2022) with two additions, each an option:
   network's best. If the network does not do strictly better, the classical
   method reconstructs the slice (from all acquired samples), so the result is
   never worse on held-out data than the classical method. The choice and both
-  losses are in each :class:`~unrolled.training.zeroshot_history.ScanHistory`
+  losses are in each :class:`~unrolled.methods.zeroshot_history.ScanHistory`
   (``chosen``, ``classical_val_loss``, ``best_val_loss``).
 """
 
@@ -33,10 +33,10 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
+from unrolled.methods.zeroshot import Monitor, ZeroShot, log
+from unrolled.methods.zeroshot_history import ScanHistory
 from unrolled.models.sensitivity import EspiritSensitivity
 from unrolled.models.unrolled import UnrolledOutput
-from unrolled.training.zeroshot import Monitor, ZeroShot, log
-from unrolled.training.zeroshot_history import ScanHistory
 
 
 class VolumeZeroShot(ZeroShot):
@@ -54,7 +54,7 @@ class VolumeZeroShot(ZeroShot):
             machine shortens the following slices as it does the first.
         classical: a method with the ``UnrolledNet`` call signature whose
             ``kspace`` output predicts the held-out samples (e.g.
-            :class:`~unrolled.evaluation.baselines.CGSense`); ``None``: none.
+            :class:`~unrolled.methods.classical.CGSense`); ``None``: none.
         **kwargs: the options of :class:`ZeroShot`.
 
     Raises:
@@ -150,7 +150,8 @@ class VolumeZeroShot(ZeroShot):
         prev = self._previous
         warm = self.warm_start and prev is not None and prev[0] == volume
         with self._schedule(warm):
-            net, hist = self.fit_scan(kspace, mask, nlf, key, monitor, prev[2] if warm else None)
+            init = prev[2] if warm else None
+            net, hist = self.fit_scan(kspace, mask, nlf, key, monitor=monitor, init=init)
         hist.start = prev[1] if warm else None
         if self.classical is not None:
             h, w = kspace.shape[-2:]
