@@ -172,7 +172,8 @@ def real_brain() -> str:
 
 NETWORKS = {
     "make_train": "unrolled, `make train` (synthetic only)",
-    "wide_synthetic": "unrolled, wider synthetic set (`bench/wide_synthetic_set.py`)",
+    "embedded_30min": "unrolled, embedded set, 30-minute limit (control)",
+    "wide_30min": "unrolled, wider synthetic set, 30-minute limit (`bench/wide_synthetic_set.py`)",
 }
 
 TABLES = {"make_train": make_train, "embedded_methods": embedded_methods, "real_brain": real_brain}
