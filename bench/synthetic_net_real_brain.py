@@ -35,7 +35,7 @@ from real_brain_figure import BRAIN, build  # noqa: E402
 
 from unrolled.cli.common import load_checkpoint_network  # noqa: E402
 from unrolled.data.sample import Sample  # noqa: E402
-from unrolled.evaluation.metrics import volume_metrics  # noqa: E402
+from unrolled.metrics import volume_metrics  # noqa: E402
 from unrolled.models.sensitivity import EspiritSensitivity  # noqa: E402
 from unrolled.physics.coils import rss  # noqa: E402
 from unrolled.physics.fft import fft2c  # noqa: E402
