@@ -82,7 +82,7 @@ def test_help_lists_only_the_groups_a_tool_uses():
     assert "cs_wavelet" in groups and "equispaced_fraction" in groups
     _, out, _ = _main("train", "--help")
     groups = out.split("Config groups")[1].split("\n\n")[0]
-    assert "model/dc: cg, gradient, hard" in groups and "trainer: cpu, ddp, gpu" in groups
+    assert "model/dc: cg, gradient, hard" in groups and "trainer: auto, cpu, ddp, gpu" in groups
 
 
 def test_sweep_report_help_has_an_example():
