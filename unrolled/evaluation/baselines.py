@@ -16,7 +16,7 @@ from unrolled.models.unrolled import UnrolledOutput
 from unrolled.physics.cg import conjugate_gradient
 from unrolled.physics.coils import rss
 from unrolled.physics.fft import fft2c, ifft2c
-from unrolled.physics.operators import SenseOp
+from unrolled.physics.operators import SenseOp, expand_coils
 
 
 class ZeroFilled(nn.Module):
@@ -57,5 +57,5 @@ class CGSense(nn.Module):
         x = conjugate_gradient(
             lambda v: op.normal(v) + self.lam * v, op.H(kspace), max_iter=self.max_iter, tol=1e-6
         )
-        k = fft2c(maps * x.unsqueeze(1))
+        k = fft2c(expand_coils(x, maps))  # (B, C, H, W); x (B, [M,] H, W)
         return UnrolledOutput(rss(ifft2c(k), dim=1), k, maps, [])
