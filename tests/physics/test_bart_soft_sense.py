@@ -18,9 +18,9 @@ import torch
 
 from unrolled.data.raw.cfl import read_cfl, write_cfl
 from unrolled.data.synth import synthesize_volume
-from unrolled.physics.cg import conjugate_gradient
 from unrolled.physics.coils import espirit
 from unrolled.physics.operators import SenseOp
+from unrolled.physics.solvers import conjugate_gradient
 
 pytestmark = pytest.mark.skipif(
     shutil.which("bart") is None,

@@ -106,7 +106,7 @@ def test_espirit_extra_sets_keep_the_first_and_are_orthonormal():
 def test_second_set_of_maps_appears_only_for_folded_data():
     """Automatic choice (num_maps=None): one set for the whole head, two for a field of
     view folded to 75 % (16 calibration columns)."""
-    sens = EspiritSensitivity()  # num_maps=None: automatic
+    sens = EspiritSensitivity(num_maps=None)  # automatic (the classical methods use it)
     nlf = torch.tensor([16])
     full, folded = _slice(1.0), _slice(0.75)
     maps_full = sens(full, torch.ones(1, 1, 1, full.shape[-1]), nlf)

@@ -74,7 +74,7 @@ class EspiritSensitivity(nn.Module):
     returns ``(B, C, H, W)``, exactly the single-set maps. ``num_maps = M > 1`` returns
     ``(B, M, C, H, W)`` always (what a network with ``2M`` input channels needs); sets 2..M
     are zero wherever their eigenvalue is ``<= extra_crop``. ``num_maps = None`` (the
-    default) chooses per slice: the second ESPIRiT eigenvector is kept when its eigenvalue
+    default of the classical methods, CG-SENSE, CS-wavelet and TV) chooses per slice: the second ESPIRiT eigenvector is kept when its eigenvalue
     exceeds ``extra_crop`` on at least ``min_extra_support`` of the pixels, which happens
     where the field of view is smaller than the object (two parts of it fold onto one
     pixel); otherwise the slice gets one set. The batch is ``(B, C, H, W)`` when every
@@ -101,6 +101,7 @@ class EspiritSensitivity(nn.Module):
             CG-SENSE from SSIM 0.68 to 0.49.
         cache_size: number of slices whose maps are kept in memory (0: none).
         num_maps: sets of maps ``M`` (an int >= 1), or ``None`` to choose 1 or 2 per slice.
+            Default 1: what callers that take one set only (motion fusion) rely on.
         extra_crop: eigenvalue threshold for sets 2..M (BART's ``ecalib -c`` applies its
             crop to every set; the first set keeps ``crop``, see above).
         min_extra_support: with ``num_maps=None``, the fraction of pixels the second set
@@ -116,7 +117,7 @@ class EspiritSensitivity(nn.Module):
         threshold: float = 0.02,
         crop: float = 0.0,
         cache_size: int = 4096,
-        num_maps: int | None = None,
+        num_maps: int | None = 1,
         extra_crop: float = 0.9,
         min_extra_support: float = 0.001,
     ) -> None:

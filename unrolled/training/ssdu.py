@@ -54,10 +54,10 @@ import torch
 from torch import nn
 
 from unrolled.data.sample import Sample
+from unrolled.losses import SSIML1Loss
 from unrolled.models.sensitivity import EspiritSensitivity
 from unrolled.physics.coils import MIN_CALIB_ROWS
 from unrolled.physics.splitting import SELECTIONS, split_mask
-from unrolled.training.losses import SSIML1Loss
 from unrolled.training.module import OptimizerFactory, ReconModule, SchedulerFactory, all_ranks
 
 Key = tuple[str, int]
@@ -159,7 +159,7 @@ class SSDUModule(ReconModule):
             and returning an object with ``.kspace`` (final coil k-space,
             ``(B, C, H, W)``) and ``.image``.
         loss: ``loss(pred_kspace, measured_kspace, mask) -> scalar`` on coil
-            k-space (e.g. :class:`~unrolled.training.losses.KSpaceL1L2Loss`).
+            k-space (e.g. :class:`~unrolled.losses.KSpaceL1L2Loss`).
         optimizer: factory ``params -> Optimizer``.
         scheduler: factory ``(optimizer, total_steps) -> LRScheduler``, or ``None``.
         config: the resolved run configuration, stored in every checkpoint.

@@ -4,7 +4,7 @@ Both solve, per slice and batched over ``(B, H, W)``,
 
     min_x  1/2 ||A x - y||^2 + lam * s * R(x),        A = M F S  (SENSE, ESPIRiT maps)
 
-and are called like :class:`~unrolled.evaluation.baselines.CGSense`:
+and are called like :class:`~unrolled.methods.classical.CGSense`:
 ``method(kspace, mask, num_low_frequencies, keys=None)`` returns an
 :class:`~unrolled.models.unrolled.UnrolledOutput` whose image is ``|x|``
 (the RSS convention for maps with ``sum_c |S_c|^2 = 1``).
@@ -135,7 +135,7 @@ class _SenseCS(nn.Module):
             raise ValueError(f"lam and num_iter must be >= 0, got {lam}, {num_iter}")
         self.lam = lam
         self.num_iter = num_iter
-        self.espirit = espirit or EspiritSensitivity()
+        self.espirit = espirit or EspiritSensitivity(num_maps=None)
 
     def regulariser(self, x: torch.Tensor) -> torch.Tensor:
         """``R(x)`` per image, ``(B, H, W)`` -> ``(B,)``."""
@@ -198,7 +198,8 @@ class CSWavelet(_SenseCS):
         levels: decomposition levels (fewer when the image is too small).
         restart: FISTA's adaptive restart.
         espirit: the ESPIRiT estimator (pass one to share its cache across methods);
-            default: ESPIRiT's defaults (maps kept everywhere, ``crop=0``).
+            default: ESPIRiT's defaults (maps kept everywhere, ``crop=0``), one or two sets
+            chosen per slice (``num_maps=None``; two where the field of view is too small).
     """
 
     def __init__(
@@ -264,7 +265,8 @@ class CSTV(_SenseCS):
             data term still converges quickly as ``lam -> 0`` (the condition
             then allows steps up to ``2 / L``, where plain gradient descent stalls).
         espirit: the ESPIRiT estimator (pass one to share its cache across methods);
-            default: ESPIRiT's defaults (maps kept everywhere, ``crop=0``).
+            default: ESPIRiT's defaults (maps kept everywhere, ``crop=0``), one or two sets
+            chosen per slice (``num_maps=None``; two where the field of view is too small).
     """
 
     def __init__(
