@@ -15,7 +15,7 @@ from unrolled.models.sensitivity import EspiritSensitivity
 from unrolled.models.unrolled import UnrolledOutput
 from unrolled.physics.coils import rss
 from unrolled.physics.fft import fft2c, ifft2c
-from unrolled.physics.operators import SenseOp
+from unrolled.physics.operators import SenseOp, expand_coils
 from unrolled.physics.solvers import conjugate_gradient
 
 
@@ -39,7 +39,11 @@ class CGSense(nn.Module):
         lam: Tikhonov weight, relative to the largest eigenvalue of ``A^H A``
             (which is 1 for normalised maps and a binary mask).
         max_iter: CG iterations.
-        espirit: the ESPIRiT estimator (shares its cache across calls).
+        espirit: the ESPIRiT estimator (shares its cache across calls); default: one or two
+            sets of maps chosen per slice (``num_maps=None``, see
+            :class:`~unrolled.models.sensitivity.EspiritSensitivity`), two where the field of
+            view is smaller than the object. With two sets the output is the RSS of the coil
+            images, which equals the RSS over the sets (ESPIRiT's sets are orthonormal).
     """
 
     def __init__(
@@ -48,7 +52,7 @@ class CGSense(nn.Module):
         super().__init__()
         self.lam = lam
         self.max_iter = max_iter
-        self.espirit = espirit or EspiritSensitivity()
+        self.espirit = espirit or EspiritSensitivity(num_maps=None)
 
     @torch.no_grad()
     def forward(self, kspace, mask, num_low_frequencies, keys=None, return_cascades=False):
@@ -57,5 +61,5 @@ class CGSense(nn.Module):
         x = conjugate_gradient(
             lambda v: op.normal(v) + self.lam * v, op.H(kspace), max_iter=self.max_iter, tol=1e-6
         )
-        k = fft2c(maps * x.unsqueeze(1))
+        k = fft2c(expand_coils(x, maps))  # (B, C, H, W); x (B, [M,] H, W)
         return UnrolledOutput(rss(ifft2c(k), dim=1), k, maps, [])
