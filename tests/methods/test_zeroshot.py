@@ -17,22 +17,13 @@ from unrolled.methods.zeroshot import ZeroShot, load_warm_start
 from unrolled.methods.zeroshot_history import history_csv, plot_histories
 from unrolled.models.dc import HardDC
 from unrolled.models.denoisers import ComplexDenoiser, ResNet
-from unrolled.models.sensitivity import (
-    EspiritSensitivity,
-    LearnedSensitivity,
-    calibration_columns,
-)
+from unrolled.models.sensitivity import EspiritSensitivity, LearnedSensitivity
 from unrolled.models.unrolled import UnrolledNet, UnrolledOutput
+from unrolled.physics.calibration import calibration_columns
 from unrolled.physics.fft import fft2c
 from unrolled.physics.masks import EquispacedMaskFractionFunc
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread_test")
 
 
 def tiny_net(sens=None, cascades=1, channels=4):

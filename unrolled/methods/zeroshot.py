@@ -46,8 +46,9 @@ from torch import nn
 from unrolled.data.errors import DataError
 from unrolled.losses import KSpaceL1L2Loss
 from unrolled.methods.zeroshot_history import ScanHistory, StepRecord
-from unrolled.models.sensitivity import EspiritSensitivity, calibration_columns
+from unrolled.models.sensitivity import EspiritSensitivity
 from unrolled.models.unrolled import UnrolledOutput
+from unrolled.physics.calibration import calibration_columns
 from unrolled.physics.splitting import split_mask
 
 log = logging.getLogger(__name__)

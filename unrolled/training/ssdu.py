@@ -56,7 +56,7 @@ from torch import nn
 from unrolled.data.sample import Sample
 from unrolled.losses import SSIML1Loss
 from unrolled.models.sensitivity import EspiritSensitivity
-from unrolled.physics.coils import MIN_CALIB_ROWS
+from unrolled.physics.calibration import calibration_block
 from unrolled.physics.splitting import SELECTIONS, split_mask
 from unrolled.training.module import OptimizerFactory, ReconModule, SchedulerFactory, all_ranks
 
@@ -199,7 +199,8 @@ class SSDUModule(ReconModule):
             nlf = batch.num_low_frequencies.reshape(-1).tolist()
             # ESPIRiT's calibration block, one row and column wider on each side so that
             # it is covered whichever way an odd-sized block is centred
-            protect = [(min(h, max(int(n), MIN_CALIB_ROWS)) + 2, int(n) + 2) for n in nlf]
+            blocks = [calibration_block(h, n) for n in nlf]
+            protect = [(rows + 2, cols + 2) for rows, cols in blocks]
         return self.split(batch.mask, slice_keys(batch), step, protect)
 
     def ssdu_loss(self, batch: Sample, step: int | None) -> tuple[torch.Tensor, torch.Tensor]:
