@@ -77,8 +77,10 @@ class EspiritSensitivity(nn.Module):
     8-column region and kernel 4 (with kernel 6 there, the calibration matrix has 3
     windows across the phase-encoding axis and the second eigenvalue never exceeds 0.8,
     folded or not; hence ``extra_kernel_size``). With 16 columns the second set lies at
-    the folded edges of the field of view; with 8 columns and kernel 4 it may also lie
-    elsewhere (seen on a 128-row slice), where it absorbs the single set's model error.
+    the folded edges of the field of view. With 8 columns and kernel 4 it appeared on a
+    128-row test slice (away from the edges), but on the 256-row test volume of
+    ``bench/soft_sense_fold.py`` it covers at most 0.012 % of a slice: there the automatic
+    choice keeps one set, and ``num_maps=2`` differs from one set mainly by its kernel of 4.
 
     Maps depend only on the fully sampled calibration region, so they are
     cached per (file, slice, calibration width) when keys are passed in,
