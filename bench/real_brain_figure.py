@@ -1,6 +1,6 @@
 """Draw every classical baseline on the real 4-coil brain slice: ``docs/real_brain_methods.png``.
 
-Same set-up as ``tests/evaluation/test_real_brain.py``: the measured coil
+Same set-up as ``tests/methods/test_real_brain.py``: the measured coil
 images (``../shared/data/brain_t2_4coil``, normalised to max 1), fastMRI's
 ``EquispacedMaskFractionFunc([0.08], [4])`` (seed 0), reference = RSS of the
 fully sampled coil images, each method with the weights of its
@@ -26,7 +26,7 @@ import yaml
 
 from unrolled.data.sample import Sample
 from unrolled.evaluation.compare import format_table, save_comparison_figure
-from unrolled.evaluation.metrics import volume_metrics
+from unrolled.metrics import volume_metrics
 from unrolled.models.sensitivity import EspiritSensitivity
 from unrolled.physics.coils import rss
 from unrolled.physics.fft import fft2c

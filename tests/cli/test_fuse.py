@@ -22,7 +22,7 @@ import torch
 
 from unrolled.data.acquisitions import open_acquisitions, read_acquisitions
 from unrolled.data.errors import DataError
-from unrolled.evaluation.fusion import object_and_maps
+from unrolled.methods.fusion import object_and_maps
 from unrolled.physics.masks import RandomMaskFunc
 from unrolled.physics.motion import simulate_acquisitions
 
@@ -269,7 +269,7 @@ def test_config_mirrors_the_constructor(tmp_path):
     from hydra.utils import instantiate
 
     from unrolled.cli.compose import compose_config
-    from unrolled.evaluation.fusion import MotionFusion
+    from unrolled.methods.fusion import MotionFusion
 
     cfg = compose_config("fuse", [], output_dir=tmp_path)
     fusion = instantiate(cfg.fusion)

@@ -22,7 +22,7 @@ from unrolled.data.errors import DataError
 from unrolled.data.fastmri_io import read_volume_info
 from unrolled.data.transforms import UnrolledTransform
 from unrolled.data.writer import write_reconstruction
-from unrolled.evaluation.inference import (
+from unrolled.inference.folder import (
     list_volumes,
     reconstruct_volume,
     reconstruct_volumes,

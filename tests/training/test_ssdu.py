@@ -12,8 +12,8 @@ from torch import nn
 
 from unrolled.cli.compose import compose_config
 from unrolled.cli.train import build
+from unrolled.losses import KSpaceL1L2Loss, SSIML1Loss
 from unrolled.physics.coils import espirit
-from unrolled.training.losses import KSpaceL1L2Loss, SSIML1Loss
 from unrolled.training.ssdu import SSDUModule, SSDUSplit, slice_keys
 
 SSDU = [
@@ -173,7 +173,7 @@ def test_one_step_each_dc_and_sens(tiny_root, tmp_path, dc, sens):
 
 
 def test_ssdu_improves_the_image_without_seeing_it(tiny_root, tmp_path):
-    from unrolled.evaluation.metrics import psnr
+    from unrolled.metrics import psnr
 
     L.seed_everything(0)
     batch, module = _batch(

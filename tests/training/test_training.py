@@ -81,7 +81,7 @@ def test_one_step_changes_every_trainable_parameter(tiny_root, tmp_path, dc, sen
 
 
 def test_overfitting_one_slice_raises_psnr(tiny_root, tmp_path):
-    from unrolled.evaluation.metrics import psnr
+    from unrolled.metrics import psnr
 
     cfg = _cfg(tiny_root, tmp_path, "mask.accelerations=[4]")
     L.seed_everything(0)

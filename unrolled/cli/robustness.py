@@ -28,7 +28,6 @@ from unrolled.cli.common import (
     entry_point,
     load_checkpoint_network,
 )
-from unrolled.evaluation.inference import resolve_device
 from unrolled.evaluation.robustness import (
     Condition,
     evaluate_condition,
@@ -39,6 +38,7 @@ from unrolled.evaluation.robustness import (
     rows_for,
     write_csv,
 )
+from unrolled.inference.folder import resolve_device
 from unrolled.physics.masks import create_mask_func
 
 log = logging.getLogger("unrolled.robustness")

@@ -31,7 +31,7 @@ from unrolled.evaluation.compare import (
     tune_parameter,
     write_metrics_json,
 )
-from unrolled.evaluation.runner import evaluate_method, summarise
+from unrolled.inference.runner import evaluate_method, summarise
 from unrolled.training.module import ReconModule
 
 log = logging.getLogger("unrolled.train")

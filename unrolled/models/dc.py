@@ -26,9 +26,9 @@ import math
 import torch
 from torch import nn
 
-from unrolled.physics.cg import conjugate_gradient
 from unrolled.physics.fft import fft2c
 from unrolled.physics.operators import SenseOp
+from unrolled.physics.solvers import conjugate_gradient
 
 
 def _physics_dtype(*tensors: torch.Tensor) -> list[torch.Tensor]:

@@ -14,19 +14,9 @@ import torch
 from torch import nn
 
 from unrolled.models.denoisers import ComplexDenoiser, ResNet
+from unrolled.physics.calibration import calibration_columns
 from unrolled.physics.coils import espirit
 from unrolled.physics.fft import ifft2c
-
-
-def calibration_columns(width: int, num_low_frequencies: torch.Tensor) -> torch.Tensor:
-    """Boolean ``(B, 1, 1, W)`` selecting the centre calibration columns.
-
-    Uses fastMRI's centring: the region starts at ``(W - n + 1) // 2``.
-    """
-    n = num_low_frequencies.reshape(-1, 1)  # (B, 1)
-    start = (width - n + 1) // 2
-    cols = torch.arange(width, device=n.device).reshape(1, -1)  # (1, W)
-    return ((cols >= start) & (cols < start + n)).reshape(-1, 1, 1, width)
 
 
 def _normalise(maps: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:

@@ -22,11 +22,8 @@ from collections.abc import Sequence
 
 import torch
 
+from unrolled.physics.calibration import calibration_block, center_start
 from unrolled.physics.fft import ifft2c
-
-#: Calibration rows used by :func:`espirit` when only the number of
-#: low-frequency columns is given (at least this many, at most ``H``).
-MIN_CALIB_ROWS = 24
 
 #: Smallest ESPIRiT kernel width :func:`espirit` falls back to when the calibration
 #: region is narrower than the requested kernel.
@@ -132,7 +129,7 @@ def acs_sensitivities(
     n = int(num_low_frequencies)
     if not 0 < n <= W:
         raise ValueError(f"num_low_frequencies must be in [1, {W}], got {n}")
-    start = (W - n + 1) // 2
+    start = center_start(W, n)
     real = kspace.real.dtype
     taper = torch.zeros(W, dtype=real, device=kspace.device)  # (W,)
     if window == "box":
@@ -228,7 +225,7 @@ def espirit(
             nlf = nlf * B
         if len(nlf) != B:
             raise ValueError(f"got {len(nlf)} num_low_frequencies for batch size {B}")
-        calibs = [(min(H, max(int(n), MIN_CALIB_ROWS)), int(n)) for n in nlf]
+        calibs = [calibration_block(H, n) for n in nlf]
     else:
         raise ValueError("give num_low_frequencies or calib")
     maps = [

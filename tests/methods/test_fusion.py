@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from unrolled.data.fastmri_io import read_slice
-from unrolled.evaluation.baselines import CGSense
-from unrolled.evaluation.fusion import (
+from unrolled.methods.classical import CGSense
+from unrolled.methods.fusion import (
     MotionFusion,
     fit_motion,
     lowpass_weight,
@@ -24,7 +24,7 @@ from unrolled.evaluation.fusion import (
     random_motion,
     wrap_motion,
 )
-from unrolled.evaluation.metrics import psnr, ssim
+from unrolled.metrics import psnr, ssim
 from unrolled.physics.coils import center_crop
 from unrolled.physics.masks import RandomMaskFunc
 from unrolled.physics.motion import simulate_acquisitions

@@ -2,8 +2,8 @@
 
 import torch
 
-from unrolled.physics.cg import conjugate_gradient
 from unrolled.physics.operators import SenseOp
+from unrolled.physics.solvers import conjugate_gradient
 
 
 def _crandn(*shape, seed=0):

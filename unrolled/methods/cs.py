@@ -4,7 +4,7 @@ Both solve, per slice and batched over ``(B, H, W)``,
 
     min_x  1/2 ||A x - y||^2 + lam * s * R(x),        A = M F S  (SENSE, ESPIRiT maps)
 
-and are called like :class:`~unrolled.evaluation.baselines.CGSense`:
+and are called like :class:`~unrolled.methods.classical.CGSense`:
 ``method(kspace, mask, num_low_frequencies, keys=None)`` returns an
 :class:`~unrolled.models.unrolled.UnrolledOutput` whose image is ``|x|``
 (the RSS convention for maps with ``sum_c |S_c|^2 = 1``).

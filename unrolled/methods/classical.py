@@ -14,10 +14,10 @@ from torch import nn
 from unrolled.methods.weight_selection import KSpaceCrossValidation
 from unrolled.models.sensitivity import EspiritSensitivity
 from unrolled.models.unrolled import UnrolledOutput
-from unrolled.physics.cg import conjugate_gradient
 from unrolled.physics.coils import rss
 from unrolled.physics.fft import fft2c, ifft2c
 from unrolled.physics.operators import SenseOp
+from unrolled.physics.solvers import conjugate_gradient
 
 
 class ZeroFilled(nn.Module):

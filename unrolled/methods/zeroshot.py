@@ -44,11 +44,12 @@ import torch
 from torch import nn
 
 from unrolled.data.errors import DataError
-from unrolled.models.sensitivity import EspiritSensitivity, calibration_columns
+from unrolled.losses import KSpaceL1L2Loss
+from unrolled.methods.zeroshot_history import ScanHistory, StepRecord
+from unrolled.models.sensitivity import EspiritSensitivity
 from unrolled.models.unrolled import UnrolledOutput
+from unrolled.physics.calibration import calibration_columns
 from unrolled.physics.splitting import split_mask
-from unrolled.training.losses import KSpaceL1L2Loss
-from unrolled.training.zeroshot_history import ScanHistory, StepRecord
 
 log = logging.getLogger(__name__)
 

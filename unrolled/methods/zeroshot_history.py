@@ -1,6 +1,6 @@
 """The record of a zero-shot fit: per-step losses of each scan, as CSV and as a PNG.
 
-:class:`~unrolled.training.zeroshot.ZeroShot` fills one :class:`ScanHistory`
+:class:`~unrolled.methods.zeroshot.ZeroShot` fills one :class:`ScanHistory`
 per slice; ``unrolled-reconstruct method=zeroshot`` writes them beside the
 reconstructions with :func:`history_csv` and :func:`plot_histories`.
 """

@@ -22,7 +22,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from unrolled.cli.common import CONFIG_DIR
-from unrolled.evaluation.inference import list_volumes, reconstruct_volumes
+from unrolled.inference.folder import list_volumes, reconstruct_volumes
 from unrolled.models.sensitivity import ZeroCalibrationWarning
 from unrolled.physics.coils import espirit
 from unrolled.physics.masks import RandomMaskFunc

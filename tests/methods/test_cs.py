@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from unrolled.evaluation import tuning
-from unrolled.evaluation.cs import CSTV, CSWavelet, fista, lipschitz_bound
+from unrolled.methods.cs import CSTV, CSWavelet, fista, lipschitz_bound
 from unrolled.physics.coils import rss
 from unrolled.physics.fft import fft2c, ifft2c
 from unrolled.physics.operators import SenseOp

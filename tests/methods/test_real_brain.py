@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from unrolled.evaluation.metrics import psnr, ssim
+from unrolled.metrics import psnr, ssim
 from unrolled.models.sensitivity import EspiritSensitivity
 from unrolled.physics.coils import rss
 from unrolled.physics.fft import fft2c
