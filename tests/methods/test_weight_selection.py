@@ -15,10 +15,10 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from unrolled.evaluation.baselines import CGSense
-from unrolled.evaluation.cs import CSTV, CSWavelet
-from unrolled.evaluation.metrics import psnr
+from unrolled.methods.classical import CGSense
+from unrolled.methods.cs import CSTV, CSWavelet
 from unrolled.methods.weight_selection import KSpaceCrossValidation
+from unrolled.metrics import psnr
 from unrolled.physics.fft import fft2c
 from unrolled.physics.operators import SenseOp
 

@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import torch
 
+from unrolled.physics.calibration import calibration_columns
+
 HOLDOUTS = ("auto", "lines", "points")
 SELECTIONS = ("uniform", "gaussian")
 
@@ -39,12 +41,11 @@ def _centre_weights(h: int, w: int, std_scale: float) -> torch.Tensor:
 
 
 def calibration_region(shape: tuple[int, int], num_low_frequencies: int) -> torch.Tensor:
-    """Boolean ``(H, W)``: the centre ``num_low_frequencies`` columns (fastMRI's centring)."""
+    """Boolean ``(H, W)``: the centre ``num_low_frequencies`` columns, all rows
+    (:func:`~unrolled.physics.calibration.calibration_columns`)."""
     h, w = shape
-    start = (w - num_low_frequencies + 1) // 2
-    region = torch.zeros(h, w, dtype=torch.bool)
-    region[:, start : start + num_low_frequencies] = True
-    return region
+    cols = calibration_columns(w, torch.tensor([int(num_low_frequencies)]))  # (1, 1, 1, W)
+    return cols[0, 0].expand(h, w)
 
 
 def is_line_mask(mask: torch.Tensor) -> bool:
