@@ -128,6 +128,20 @@ def test_selection_per_slice_in_a_batch():
     assert sels[1].weight > 3 * sels[0].weight  # the noisier slice gets the larger weight
 
 
+def test_a_centre_only_mask_falls_back_to_the_fixed_weight():
+    """Nothing acquired outside the calibration region: nothing to hold out, the YAML's lam."""
+    image, maps, kspace, _, nlf = synthetic_scan(n=32)
+    mask = torch.zeros(1, 1, 32, 32)
+    mask[..., 12:20] = 1
+    selector = KSpaceCrossValidation()
+    method = CGSense(max_iter=10)
+    x, (sel,) = selector.reconstruct(method.solve, maps, kspace * mask, mask, 8, fallback=0.02)
+    assert sel.weight == 0.02 and not sel.errors
+    torch.testing.assert_close(x, method.solve(0.02, SenseOp(maps, mask), kspace * mask))
+    with pytest.raises(ValueError, match="outside the calibration region"):
+        selector.reconstruct(method.solve, maps, kspace * mask, mask, 8)
+
+
 def test_bad_options_fail_at_construction():
     with pytest.raises(ValueError, match="grid"):
         KSpaceCrossValidation(grid=(1e-3,))

@@ -72,6 +72,6 @@ class CGSense(nn.Module):
             x = self.solve(self.lam, SenseOp(maps, mask), kspace)
         else:
             sel = self.weight_selection
-            x, _ = sel.reconstruct(self.solve, maps, kspace, mask, num_low_frequencies)
+            x, _ = sel.reconstruct(self.solve, maps, kspace, mask, num_low_frequencies, self.lam)
         k = fft2c(maps * x.unsqueeze(1))
         return UnrolledOutput(rss(ifft2c(k), dim=1), k, maps, [])

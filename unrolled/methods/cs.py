@@ -187,7 +187,9 @@ class _SenseCS(nn.Module):
             x = self.solve(SenseOp(maps, mask), kspace)  # (B, H, W)
         else:  # lam chosen per slice by k-space cross-validation
             sel = self.weight_selection
-            x, _ = sel.reconstruct(self.solve_with_weight, maps, kspace, mask, num_low_frequencies)
+            x, _ = sel.reconstruct(
+                self.solve_with_weight, maps, kspace, mask, num_low_frequencies, self.lam
+            )
         k = fft2c(maps * x.unsqueeze(1))  # (B, C, H, W)
         return UnrolledOutput(rss(ifft2c(k), dim=1), k, maps, [])
 

@@ -60,7 +60,13 @@ from dataclasses import dataclass, field
 
 import torch
 
-from unrolled.physics.holdout import HOLDOUTS, SELECTIONS, holdout_folds, is_line_mask
+from unrolled.physics.holdout import (
+    HOLDOUTS,
+    SELECTIONS,
+    calibration_region,
+    holdout_folds,
+    is_line_mask,
+)
 from unrolled.physics.operators import SenseOp
 
 GOLDEN = (math.sqrt(5) - 1) / 2  # 0.618...
@@ -245,6 +251,7 @@ class KSpaceCrossValidation:
         kspace: torch.Tensor,
         mask: torch.Tensor,
         num_low_frequencies: torch.Tensor,
+        fallback: float | None = None,
     ) -> tuple[torch.Tensor, list[WeightSelection]]:
         """Per slice: select the weight, then reconstruct from all acquired samples with it.
 
@@ -254,17 +261,28 @@ class KSpaceCrossValidation:
             kspace: ``(B, C, H, W)`` acquired k-space.
             mask: ``(B, 1, H, W)`` (or ``(1, 1, H, W)``, shared) acquired locations.
             num_low_frequencies: ``(B,)`` calibration columns.
+            fallback: the weight for a slice with no acquired sample outside the
+                calibration region (nothing to hold out; its selection then has no
+                ``errors``); ``None``: such a slice raises.
 
         Returns:
             ``(x, selections)``: complex images ``(B, H, W)`` and one
             :class:`WeightSelection` per slice.
+
+        Raises:
+            ValueError: a slice has nothing to hold out and ``fallback`` is ``None``.
         """
         images, selections = [], []
         nlf = torch.as_tensor(num_low_frequencies).reshape(-1)
         for i in range(kspace.shape[0]):
             m = mask[i : i + 1] if mask.shape[0] > 1 else mask  # (1, 1, H, W)
             y = kspace[i : i + 1]
-            s = self.select(solve, maps[i : i + 1], y, m, int(nlf[i if nlf.numel() > 1 else 0]))
+            n = int(nlf[i if nlf.numel() > 1 else 0])
+            outer = (m[0, 0] != 0) & ~calibration_region(tuple(m.shape[-2:]), n).to(m.device)
+            if fallback is not None and not bool(outer.any()):
+                s = WeightSelection(weight=fallback)
+            else:
+                s = self.select(solve, maps[i : i + 1], y, m, n)
             images.append(solve(s.weight, SenseOp(maps[i : i + 1], m), y))
             selections.append(s)
         return torch.cat(images), selections
