@@ -34,12 +34,7 @@ TRANSLATION_TOL = 0.25  # pixels, Euclidean error of (dy, dx)
 ANGLE_TOL = 0.5  # degrees
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread_module")
 
 
 @pytest.fixture(scope="module")

@@ -25,13 +25,7 @@ CLASSICAL = sorted(p.stem for p in CONF.glob("*.yaml") if "checkpoint" not in p.
 ITERATIVE = ("cg_sense", "cs_wavelet", "cs_tv")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Single-image solvers: intra-op threads mostly add synchronisation on a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread_test")
 
 
 def undersample(coil_images: torch.Tensor, seed: int = 0):

@@ -23,13 +23,7 @@ from unrolled.physics.calibration import calibration_columns
 from unrolled.physics.fft import fft2c
 from unrolled.physics.masks import EquispacedMaskFractionFunc
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread_test")
 
 
 def tiny_net(sens=None, cascades=1, channels=4):

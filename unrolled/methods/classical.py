@@ -16,7 +16,7 @@ from unrolled.models.sensitivity import EspiritSensitivity
 from unrolled.models.unrolled import UnrolledOutput
 from unrolled.physics.coils import rss
 from unrolled.physics.fft import fft2c, ifft2c
-from unrolled.physics.operators import SenseOp
+from unrolled.physics.operators import SenseOp, expand_coils
 from unrolled.physics.solvers import conjugate_gradient
 
 
@@ -40,7 +40,11 @@ class CGSense(nn.Module):
         lam: Tikhonov weight, relative to the largest eigenvalue of ``A^H A``
             (which is 1 for normalised maps and a binary mask).
         max_iter: CG iterations.
-        espirit: the ESPIRiT estimator (shares its cache across calls).
+        espirit: the ESPIRiT estimator (shares its cache across calls); default: one or two
+            sets of maps chosen per slice (``num_maps=None``, see
+            :class:`~unrolled.models.sensitivity.EspiritSensitivity`), two where the field of
+            view is smaller than the object. With two sets the output is the RSS of the coil
+            images, which equals the RSS over the sets (ESPIRiT's sets are orthonormal).
         weight_selection: choose ``lam`` per slice from the slice's own samples
             (:class:`~unrolled.methods.weight_selection.KSpaceCrossValidation`);
             ``None``: the fixed ``lam``.
@@ -56,11 +60,11 @@ class CGSense(nn.Module):
         super().__init__()
         self.lam = lam
         self.max_iter = max_iter
-        self.espirit = espirit or EspiritSensitivity()
+        self.espirit = espirit or EspiritSensitivity(num_maps=None)
         self.weight_selection = weight_selection
 
     def solve(self, lam: float, op: SenseOp, kspace: torch.Tensor) -> torch.Tensor:
-        """The complex image ``(B, H, W)`` of ``(A^H A + lam I) x = A^H y`` for ``op``."""
+        """The complex image ``(B, [M,] H, W)`` of ``(A^H A + lam I) x = A^H y`` for ``op``."""
         return conjugate_gradient(
             lambda v: op.normal(v) + lam * v, op.H(kspace), max_iter=self.max_iter, tol=1e-6
         )
@@ -73,5 +77,5 @@ class CGSense(nn.Module):
         else:
             sel = self.weight_selection
             x, _ = sel.reconstruct(self.solve, maps, kspace, mask, num_low_frequencies, self.lam)
-        k = fft2c(maps * x.unsqueeze(1))
+        k = fft2c(expand_coils(x, maps))  # (B, C, H, W); x (B, [M,] H, W)
         return UnrolledOutput(rss(ifft2c(k), dim=1), k, maps, [])
