@@ -18,11 +18,12 @@ from helpers.common import run_cli, small_train_config
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from unrolled.cli.common import CONFIG_DIR, load_network
+from unrolled.cli.common import CONFIG_DIR
 from unrolled.data.errors import DataError
 from unrolled.data.fastmri_io import read_volume_info
 from unrolled.data.transforms import UnrolledTransform
 from unrolled.data.writer import write_reconstruction
+from unrolled.inference.checkpoint import load_network
 from unrolled.inference.folder import (
     list_volumes,
     reconstruct_volume,

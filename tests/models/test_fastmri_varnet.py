@@ -282,8 +282,8 @@ def test_train_warm_starts_from_weights(tiny_root, tmp_path):
 
 def test_checkpoint_of_a_warm_started_run_loads_without_the_weights_file(tiny_root, tmp_path):
     """The run config keeps model.weights=PATH; rebuilding from the checkpoint must not read it."""
-    from unrolled.cli.common import load_network
     from unrolled.cli.train import build
+    from unrolled.inference.checkpoint import load_network
 
     torch.manual_seed(5)
     torch.save(FastmriVarNet(**TINY).varnet.state_dict(), tmp_path / "start.pt")

@@ -9,8 +9,8 @@ import torch
 from helpers.common import small_train_config
 from omegaconf import open_dict
 
-from unrolled.cli.common import load_network
 from unrolled.cli.train import build
+from unrolled.inference.checkpoint import load_network
 
 _cfg = small_train_config
 

@@ -25,6 +25,7 @@ from lightning.pytorch.callbacks import ProgressBar
 from omegaconf import DictConfig, OmegaConf
 
 from unrolled.cli.common import CONFIG_DIR, check_mask_configs, clean_errors, entry_point
+from unrolled.data.checkpoint import read_checkpoint
 from unrolled.evaluation.compare import (
     print_table,
     save_comparison_figure,
@@ -74,9 +75,10 @@ def checkpoint_step(path: Path) -> int:
     """The ``global_step`` stored in a Lightning checkpoint (memory-mapped: cheap for big files).
 
     Raises:
-        KeyError: no ``global_step`` in the file; or torch's errors for an unreadable file.
+        KeyError: no ``global_step`` in the file.
+        DataError: an unreadable file.
     """
-    ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    ckpt = read_checkpoint(path, mmap=True)
     return int(ckpt["global_step"])
 
 

@@ -43,7 +43,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from unrolled.data.errors import DataError
+from unrolled.data.checkpoint import network_state, read_checkpoint
 from unrolled.losses import KSpaceL1L2Loss
 from unrolled.methods.zeroshot_history import ScanHistory, StepRecord
 from unrolled.models.sensitivity import EspiritSensitivity
@@ -366,15 +366,7 @@ def load_warm_start(net: nn.Module, checkpoint: str | PathLike[str], strict: boo
         ValueError: shapes differ, or no name matches.
     """
     path = Path(checkpoint)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: checkpoint not found")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any unpickling failure is a bad file
-        raise DataError(path, f"not a readable checkpoint ({type(e).__name__}: {e})") from None
-    state = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else {}
-    if any(k.startswith("net.") for k in state):
-        state = {k[4:]: v for k, v in state.items() if k.startswith("net.")}
+    state = network_state(read_checkpoint(path))
     own = net.state_dict()
     common = [k for k in state if k in own]
     wrong = [k for k in common if own[k].shape != state[k].shape]
