@@ -2,7 +2,7 @@
 
 For a handful of slices of ``data/embedded/test`` and ``N`` = 2, 3, 4
 acquisitions, each fully sampled slice is split into an object and coil maps
-(:func:`~unrolled.evaluation.fusion.object_and_maps`) and sampled ``N`` times:
+(:func:`~unrolled.methods.fusion.object_and_maps`) and sampled ``N`` times:
 a different 4x ``RandomMaskFunc`` mask each (centre fraction 0.08), the
 object moved by a random rigid motion (``dy``, ``dx`` uniform in +-3 px,
 angle uniform in +-3 degrees; acquisition 0 at rest), and independent
@@ -37,15 +37,15 @@ from pathlib import Path
 import torch
 
 from unrolled.data.fastmri_io import read_slice, read_volume_info
-from unrolled.evaluation.baselines import CGSense
-from unrolled.evaluation.fusion import (
+from unrolled.methods.classical import CGSense
+from unrolled.methods.fusion import (
     MotionFusion,
     motion_error,
     moved_magnitude,
     object_and_maps,
     random_motion,
 )
-from unrolled.evaluation.metrics import psnr, ssim
+from unrolled.metrics import psnr, ssim
 from unrolled.physics.coils import center_crop
 from unrolled.physics.masks import RandomMaskFunc
 from unrolled.physics.motion import simulate_acquisitions

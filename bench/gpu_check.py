@@ -129,8 +129,8 @@ def infer_ms(net, shape, device, bf16: bool, warmup: int, reps: int) -> dict:
 def train_step(net, shape, device, bf16: bool, checkpointing: bool, warmup: int, reps: int):
     import torch
 
+    from unrolled.losses import SSIML1Loss
     from unrolled.physics.coils import center_crop
-    from unrolled.training.losses import SSIML1Loss
 
     (kspace, mask, nlf, target, max_value), crop = inputs(shape, device)
     net.train()
@@ -180,7 +180,13 @@ def zeroshot(device, dry: bool, steps: int) -> dict:
     per_step = (hist.records[-1].seconds - hist.records[0].seconds) / (len(hist.records) - 1)
     extrapolated = total + per_step * (default_steps - len(hist.records))
     budget = cfg.time_budget_s
+    overhead = total - per_step * len(hist.records)  # ESPIRiT, candidates, final image
+    warm = int(cfg.get("warm_steps", 0)) if cfg.get("warm_start", False) else None
     return {
+        "slice": "the first slice of a volume (fitted from scratch)",
+        "warm_start": warm is not None,
+        "warm_steps": warm,
+        "seconds_per_following_slice": None if warm is None else overhead + per_step * warm,
         "coils": shape[0],
         "matrix": list(shape[1:]),
         "config": "conf/method/zeroshot.yaml defaults (max_steps and patience overridden "

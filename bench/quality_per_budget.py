@@ -3,7 +3,7 @@
 Each network is trained by our own loop (``build(cfg)`` of ``unrolled-train``:
 ``ReconModule``, the embedded data set, SSIM+L1 loss, Adam, gradient clipping)
 for the same time budget, then its final weights are scored on the test split
-with :func:`unrolled.evaluation.runner.evaluate_method`.
+with :func:`unrolled.inference.runner.evaluate_method`.
 
 The budget is measured on one of two clocks:
 
@@ -140,7 +140,7 @@ def worker(spec: dict) -> dict:
     from omegaconf import OmegaConf
 
     from unrolled.cli.train import build
-    from unrolled.evaluation.runner import evaluate_method, summarise
+    from unrolled.inference.runner import evaluate_method, summarise
 
     torch.set_num_threads(spec["threads"])
     budget, clock = float(spec["budget_s"]), CLOCKS[spec["clock"]]

@@ -32,7 +32,7 @@ BENCH_README = REPO / "bench" / "README.md"
 LABELS = {
     "zero_filled": "zero-filled",
     "cg_sense": "CG-SENSE",
-    "cs_tv": "CS TV",
+    "cs_tv": "CS TV (fixed weight)",
     "cs_wavelet": "CS wavelet",
     "varnet_fastmri": "E2E-VarNet (fastmri)",
     "unrolled": "unrolled (ours)",
@@ -46,10 +46,10 @@ def _lam(method: str) -> str:
 
 NOTES = {
     "cg_sense": lambda: _lam("cg_sense") + " (`conf/method/cg_sense.yaml`, tuned on val)",
-    "cs_tv": lambda: _lam("cs_tv") + " (tuned on val)",
+    "cs_tv": lambda: _lam("cs_tv") + " (tuned on val; the default chooses it per slice)",
     "cs_wavelet": lambda: _lam("cs_wavelet") + " (tuned on val)",
     "varnet_fastmri": lambda: "`make train` recipe with `model=varnet_fastmri`",
-    "unrolled": lambda: "`make train` checkpoint",
+    "unrolled": lambda: "`make train` checkpoint of an earlier 9-epoch run (not the one above)",
 }
 
 
@@ -108,7 +108,78 @@ def embedded_methods() -> str:
     return "\n".join([caption(path, data), "", *lines])
 
 
-TABLES = {"embedded_methods": embedded_methods}
+def _metric_rows(rows: dict[str, dict], label=lambda name: LABELS.get(name, name)) -> list[str]:
+    """``| method | PSNR | SSIM | NMSE |`` rows, best PSNR / SSIM / NMSE in bold."""
+    best = {
+        "psnr": max(m["psnr"] for m in rows.values()),
+        "ssim": max(m["ssim"] for m in rows.values()),
+        "nmse": min(m["nmse"] for m in rows.values()),
+    }
+
+    def cell(m: dict, key: str, fmt: str) -> str:
+        text = format(m[key], fmt)
+        return f"**{text}**" if m[key] == best[key] else text
+
+    lines = ["| method | PSNR (dB) | SSIM | NMSE |", "|---|---:|---:|---:|"]
+    for name, m in rows.items():
+        lines.append(
+            f"| {label(name)} | {cell(m, 'psnr', '.2f')} | {cell(m, 'ssim', '.4f')} "
+            f"| {cell(m, 'nmse', '.4f')} |"
+        )
+    return lines
+
+
+def make_train() -> str:
+    """The ``make train`` run recorded by ``bench/record_train_run.py``."""
+    path = REPO / "bench" / "results" / "make_train.json"
+    data = json.loads(path.read_text())
+    lam = data["cg_sense_lam"]
+    labels = {"unrolled": "unrolled (this run)", "cg_sense": f"CG-SENSE (lam {lam})"}
+    overrides = " ".join(data["overrides"]) or "no overrides"
+    how = (
+        f"`{data['command']}` ({overrides}) at commit {data['commit']}: trained "
+        f"{data['epochs']} of {data['max_epochs']} epochs "
+        f"(stopped by `trainer.{data['stopped_by']}`"
+        f"{', ' + data['max_time'] if data['stopped_by'] == 'max_time' else ''}); the whole "
+        f"command took {data['minutes']:.0f} minutes. Test: {data['test']}."
+    )
+    rows = _metric_rows(data["metrics"], lambda n: labels.get(n, LABELS.get(n, n)))
+    return "\n".join([caption(path, data), "", how, "", *rows])
+
+
+def real_brain() -> str:
+    """Every method on the shared real brain (``bench/synthetic_net_real_brain.py``)."""
+    path = REPO / "bench" / "results" / "synthetic_net_real_brain.json"
+    data = json.loads(path.read_text())
+    settings = data["settings"]
+    names = list(next(iter(settings.values()))["methods"])
+    header = (
+        "| method | " + " | ".join(f"{k.replace('_', ' ')} PSNR / SSIM" for k in settings) + " |"
+    )
+    lines = [header, "|---|" + "---:|" * len(settings)]
+    for name in names:
+        cells = []
+        for setting in settings.values():
+            col = setting["methods"]
+            m = col[name]
+            psnr, ssim = f"{m['psnr']:.2f}", f"{m['ssim']:.3f}"
+            if m["psnr"] == max(v["psnr"] for v in col.values()):
+                psnr = f"**{psnr}**"
+            if m["ssim"] == max(v["ssim"] for v in col.values()):
+                ssim = f"**{ssim}**"
+            cells.append(f"{psnr} / {ssim}")
+        label = NETWORKS.get(name, LABELS.get(name, name))
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join([caption(path, data), "", *lines])
+
+
+NETWORKS = {
+    "make_train": "unrolled, `make train` (synthetic only)",
+    "embedded_30min": "unrolled, embedded set, 30-minute limit (control)",
+    "wide_30min": "unrolled, wider synthetic set, 30-minute limit (`bench/wide_synthetic_set.py`)",
+}
+
+TABLES = {"make_train": make_train, "embedded_methods": embedded_methods, "real_brain": real_brain}
 BENCH_TABLES = speed_tables.BENCH_TABLES  # bench/README.md's
 
 

@@ -81,8 +81,8 @@ def worker(spec: dict) -> dict:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
+    from unrolled.losses import SSIML1Loss
     from unrolled.physics.coils import center_crop
-    from unrolled.training.losses import SSIML1Loss
 
     torch.set_num_threads(1)
     torch.manual_seed(0)

@@ -149,8 +149,8 @@ def worker(spec: dict) -> dict:
     """One measurement in this (fresh) process; returns a JSON-able record."""
     import torch
 
+    from unrolled.losses import SSIML1Loss
     from unrolled.physics.coils import center_crop
-    from unrolled.training.losses import SSIML1Loss
 
     torch.set_num_threads(spec["threads"])
     torch.manual_seed(0)

@@ -70,10 +70,10 @@ def train_and_test(name: str, overrides: list[str], out_dir: Path) -> dict:
     import lightning as L
     from hydra.utils import instantiate
 
-    from unrolled.cli.common import load_network
     from unrolled.cli.compose import compose_config
     from unrolled.cli.train import run
-    from unrolled.evaluation.runner import evaluate_method, summarise
+    from unrolled.inference.checkpoint import load_network
+    from unrolled.inference.runner import evaluate_method, summarise
 
     shutil.rmtree(out_dir, ignore_errors=True)  # a fresh run, never a resumed one
     cfg = compose_config("train", [*BASE, *SETTINGS[name], *overrides], output_dir=out_dir)

@@ -25,9 +25,9 @@ from pathlib import Path
 import torch
 import yaml
 
-from unrolled.evaluation.baselines import ZeroFilled
-from unrolled.evaluation.runner import evaluate_method, summarise
 from unrolled.evaluation.tuning import tune_log_scale
+from unrolled.inference.runner import evaluate_method, summarise
+from unrolled.methods.classical import ZeroFilled
 from unrolled.models.sensitivity import EspiritSensitivity
 from unrolled.physics.masks import RandomMaskFunc
 from unrolled.training.datamodule import ReconDataModule

@@ -1,6 +1,6 @@
 """Zero-shot (ZS-SSL) against CG-SENSE on the real 4-coil brain, 4x and 8x: numbers and picture.
 
-Set-up as ``tests/evaluation/test_real_brain.py``: the measured coil images
+Set-up as ``tests/methods/test_real_brain.py``: the measured coil images
 (``../shared/data/brain_t2_4coil``, 256 x 256, normalised to max 1), fastMRI's
 ``EquispacedMaskFractionFunc`` (4x: centre fraction 0.08, 8x: 0.04; seed 0),
 reference = RSS of the fully sampled coil images, data range = its maximum,
@@ -39,13 +39,13 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from unrolled.evaluation.metrics import nmse, psnr, ssim
+from unrolled.methods.zeroshot import ZeroShot
+from unrolled.methods.zeroshot_history import ScanHistory
+from unrolled.metrics import nmse, psnr, ssim
 from unrolled.models.sensitivity import EspiritSensitivity
 from unrolled.physics.coils import rss
 from unrolled.physics.fft import fft2c
 from unrolled.physics.masks import EquispacedMaskFractionFunc
-from unrolled.training.zeroshot import ZeroShot
-from unrolled.training.zeroshot_history import ScanHistory
 
 REPO = Path(__file__).resolve().parents[1]
 BRAIN = REPO.parent / "shared" / "data" / "brain_t2_4coil" / "img_brain_4ch.mat"

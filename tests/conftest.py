@@ -1,9 +1,11 @@
-"""Shared fixtures: a tiny embedded data set in fastMRI's layout, and the team's real data."""
+"""Shared fixtures: a tiny embedded data set in fastMRI's layout, the team's real data, one
+torch thread, and the small training configuration (helpers in ``tests/helpers/common.py``)."""
 
 import logging
 from pathlib import Path
 
 import pytest
+from helpers.common import one_thread, small_train_config
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -55,3 +57,24 @@ def real_brain_images():
     img = scipy.io.loadmat(REAL_BRAIN)["img"].transpose(2, 0, 1)  # (C, H, W)
     img = img / np.abs(img).max()
     return torch.from_numpy(img.astype(np.complex64))
+
+
+@pytest.fixture
+def one_thread_test():
+    """One torch thread for a test (``pytestmark = pytest.mark.usefixtures(...)``)."""
+    with one_thread():
+        yield
+
+
+@pytest.fixture(scope="module")
+def one_thread_module():
+    """One torch thread for a whole module, its module-scoped fixtures included."""
+    with one_thread():
+        yield
+
+
+@pytest.fixture(scope="session")
+def small_train_cfg():
+    """``cfg(root, out, *overrides)``: the training config of the small network on ``root``
+    (:func:`helpers.common.small_train_config`), outputs in ``out``."""
+    return small_train_config

@@ -74,13 +74,34 @@ def test_every_group_option_instantiates(group, tmp_path):
             assert type(net.denoisers[0].cnn).__name__ == node.cnn._target_.rsplit(".", 1)[1]
 
 
-@pytest.mark.parametrize("option", ["cpu", "gpu", "ddp"])
+@pytest.mark.parametrize("option", ["auto", "cpu", "gpu", "ddp"])
 def test_trainer_and_logger_configs_compose(option, tmp_path):
     cfg = _compose([f"trainer={option}", "logger=csv"], tmp_path=tmp_path)
     assert cfg.trainer._target_ == "lightning.Trainer"
-    if option == "cpu":
+    if option in ("auto", "cpu"):
         trainer = instantiate(cfg.trainer, logger=[instantiate(cfg.logger.csv)])
         assert trainer.max_epochs == cfg.trainer.max_epochs
+
+
+def test_every_cli_picks_its_device_automatically(tmp_path):
+    """Training defaults to Lightning's accelerator "auto" (the GPU when one is visible, one
+    device); every other CLI with a device option defaults to "auto" too."""
+    import torch
+
+    cfg = _compose([], tmp_path=tmp_path)
+    assert cfg.trainer.accelerator == "auto" and cfg.trainer.devices == 1
+    trainer = instantiate(cfg.trainer, logger=False)
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert trainer.strategy.root_device.type == expected
+    with_device = []
+    for path in sorted(CONF.glob("*.yaml")):
+        if path.stem in ("train", "site.example"):
+            continue
+        tool = _compose([], name=path.stem, tmp_path=tmp_path)
+        if "device" in tool:
+            with_device.append(path.stem)
+            assert tool.device == "auto", path.name
+    assert {"reconstruct", "robustness", "fuse"} <= set(with_device)
 
 
 def test_command_line_style_overrides(tmp_path):
@@ -97,3 +118,13 @@ def test_command_line_style_overrides(tmp_path):
 def test_wandb_logger_is_offline_by_default(tmp_path):
     cfg = _compose([], tmp_path=tmp_path)
     assert cfg.logger.wandb.offline is True
+
+
+def test_train_scores_cg_sense_with_the_weight_every_command_uses(tmp_path):
+    """One CG-SENSE weight: `make train`'s baseline is conf/method/cg_sense.yaml's, untuned."""
+    import yaml
+
+    cfg = _compose([], tmp_path=tmp_path)
+    method = yaml.safe_load((CONF / "method" / "cg_sense.yaml").read_text())
+    assert cfg.cg_sense_lambda_grid is None
+    assert cfg.baselines.cg_sense.lam == method["lam"] == 0.0172

@@ -101,7 +101,7 @@ def readme_commands() -> list[tuple[str, str]]:
 COMMANDS = readme_commands()
 RUN = [
     "unrolled-reconstruct method=cs_wavelet input_dir=data/embedded/test output_dir=out/cs "
-    "mask.accelerations=[8] mask.center_fractions=[0.04]",
+    "mask.accelerations=[8] mask.center_fractions=[0.08]",
     "unrolled-evaluate target_dir=data/embedded/test predictions_dir=out/unrolled",
     "unrolled-train hydra/launcher=slurm --cfg hydra -p hydra.launcher",
     # raw data: the twix fixture the README converts

@@ -4,18 +4,16 @@ The good run is a subprocess; the failing one calls the entry point in process (
 path, without the seconds of imports).
 """
 
-import io
 import json
 import os
 import subprocess
 import sys
-from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
-from unittest import mock
 
 import h5py
 import numpy as np
 import pytest
+from helpers.common import run_cli
 
 BIN = Path(sys.executable).parent / "unrolled-evaluate"
 
@@ -34,26 +32,7 @@ def _start(tmp_path, name, *overrides):
 
 def _main(tmp_path, name, *overrides):
     """The entry point in this process (no import cost): ``(exit status, stdout, stderr)``."""
-    from hydra.core.global_hydra import GlobalHydra
-
-    from unrolled.cli.evaluate import main
-
-    argv = [
-        str(BIN),
-        f"hydra.run.dir={tmp_path / 'hydra' / name}",
-        "hydra/job_logging=disabled",
-        "hydra/hydra_logging=disabled",
-        *overrides,
-    ]
-    out, err = io.StringIO(), io.StringIO()
-    GlobalHydra.instance().clear()
-    with mock.patch.object(sys, "argv", argv), redirect_stdout(out), redirect_stderr(err):
-        try:
-            main()
-            code = 0
-        except SystemExit as e:
-            code = e.code
-    return code, out.getvalue(), err.getvalue()
+    return run_cli("evaluate", tmp_path / "hydra" / name, *overrides)
 
 
 def _finish(proc):

@@ -82,7 +82,7 @@ def test_help_lists_only_the_groups_a_tool_uses():
     assert "cs_wavelet" in groups and "equispaced_fraction" in groups
     _, out, _ = _main("train", "--help")
     groups = out.split("Config groups")[1].split("\n\n")[0]
-    assert "model/dc: cg, gradient, hard" in groups and "trainer: cpu, ddp, gpu" in groups
+    assert "model/dc: cg, gradient, hard" in groups and "trainer: auto, cpu, ddp, gpu" in groups
 
 
 def test_sweep_report_help_has_an_example():
@@ -332,7 +332,12 @@ def test_baselines_follow_the_batch_limits_and_can_be_switched_off(tiny_root, tm
         assert proc.returncode == 0, proc.stderr[-3000:]
         return proc, json.loads((tmp_path / name / "metrics.json").read_text())
 
-    proc, metrics = train("limited", "trainer.limit_val_batches=1", "trainer.limit_test_batches=1")
+    proc, metrics = train(
+        "limited",
+        "trainer.limit_val_batches=1",
+        "trainer.limit_test_batches=1",
+        "cg_sense_lambda_grid=[0.003,0.03]",
+    )
     assert set(metrics) == {"zero_filled", "cg_sense", "unrolled"}
     assert "CG-SENSE lambda on the validation split" in proc.stderr + proc.stdout
     _, metrics = train("off", "baselines=null")

@@ -7,22 +7,20 @@ once as one file with an acquisition axis. Runs go through the entry point in
 this process (no import cost) except one that checks the installed script.
 """
 
-import contextlib
-import io
 import os
 import subprocess
 import sys
 from pathlib import Path
-from unittest import mock
 
 import h5py
 import numpy as np
 import pytest
 import torch
+from helpers.common import run_cli
 
 from unrolled.data.acquisitions import open_acquisitions, read_acquisitions
 from unrolled.data.errors import DataError
-from unrolled.evaluation.fusion import object_and_maps
+from unrolled.methods.fusion import object_and_maps
 from unrolled.physics.masks import RandomMaskFunc
 from unrolled.physics.motion import simulate_acquisitions
 
@@ -31,12 +29,7 @@ MOTION = torch.tensor([[0.0, 0.0, 0.0], [2.0, -1.5, 2.5], [-1.0, 2.5, -2.0]])
 N = MOTION.shape[0]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread_module")
 
 
 def _simulate(source):
@@ -99,31 +92,7 @@ def inputs(tiny_root, tmp_path_factory):
 
 def _main(cwd, *overrides):
     """The entry point in this process: ``(exit status, stdout, stderr)``."""
-    from hydra.core.global_hydra import GlobalHydra
-
-    from unrolled.cli.fuse import main
-
-    argv = [
-        str(BIN),
-        f"hydra.run.dir={cwd / 'hydra'}",
-        "hydra/job_logging=disabled",
-        "hydra/hydra_logging=disabled",
-        "progress=false",
-        *overrides,
-    ]
-    out, err = io.StringIO(), io.StringIO()
-    GlobalHydra.instance().clear()
-    with (
-        mock.patch.object(sys, "argv", argv),
-        contextlib.redirect_stdout(out),
-        contextlib.redirect_stderr(err),
-    ):
-        try:
-            main()
-            code = 0
-        except SystemExit as e:
-            code = e.code
-    return code, out.getvalue(), err.getvalue()
+    return run_cli("fuse", cwd / "hydra", "progress=false", *overrides)
 
 
 def _list(paths):
@@ -269,7 +238,7 @@ def test_config_mirrors_the_constructor(tmp_path):
     from hydra.utils import instantiate
 
     from unrolled.cli.compose import compose_config
-    from unrolled.evaluation.fusion import MotionFusion
+    from unrolled.methods.fusion import MotionFusion
 
     cfg = compose_config("fuse", [], output_dir=tmp_path)
     fusion = instantiate(cfg.fusion)

@@ -9,15 +9,11 @@ would read them, and write its outputs.
 
 from __future__ import annotations
 
-import importlib
-import io
 import shutil
-import sys
-from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
-from unittest import mock
 
 import pytest
+from helpers.common import run_cli
 
 CASES = {  # overrides of the mask group -> the one line expected after "error: mask: "
     "centre_above_1_over_R": (
@@ -42,25 +38,7 @@ ROBUSTNESS = {  # the robustness grid spells the mask as base/axes fields
 
 def _main(module: str, tmp_path: Path, *overrides: str) -> tuple[int, str, str]:
     """``unrolled.cli.<module>.main`` in this process: ``(exit status, stdout, stderr)``."""
-    from hydra.core.global_hydra import GlobalHydra
-
-    main = importlib.import_module(f"unrolled.cli.{module}").main
-    argv = [
-        module,
-        f"hydra.run.dir={tmp_path / 'hydra'}",
-        "hydra/job_logging=disabled",
-        "hydra/hydra_logging=disabled",
-        *overrides,
-    ]
-    out, err = io.StringIO(), io.StringIO()
-    GlobalHydra.instance().clear()
-    with mock.patch.object(sys, "argv", argv), redirect_stdout(out), redirect_stderr(err):
-        try:
-            main()
-            code = 0
-        except SystemExit as e:
-            code = e.code
-    return code, out.getvalue(), err.getvalue()
+    return run_cli(module, tmp_path / "hydra", *overrides)
 
 
 def _files(root: Path) -> set[str]:

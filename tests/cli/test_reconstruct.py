@@ -14,15 +14,17 @@ import h5py
 import numpy as np
 import pytest
 import torch
+from helpers.common import run_cli, small_train_config
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from unrolled.cli.common import CONFIG_DIR, load_network
+from unrolled.cli.common import CONFIG_DIR
 from unrolled.data.errors import DataError
 from unrolled.data.fastmri_io import read_volume_info
 from unrolled.data.transforms import UnrolledTransform
 from unrolled.data.writer import write_reconstruction
-from unrolled.evaluation.inference import (
+from unrolled.inference.checkpoint import load_network
+from unrolled.inference.folder import (
     list_volumes,
     reconstruct_volume,
     reconstruct_volumes,
@@ -30,31 +32,9 @@ from unrolled.evaluation.inference import (
 
 BIN = Path(sys.executable).parent / "unrolled-reconstruct"
 TEST_SET = "file_test_set.h5"
-SMALL = [
-    "experiment=embedded",
-    "synth=null",
-    "logger=csv",
-    "model.num_cascades=2",
-    "model.denoiser.cnn.channels=8",
-    "model.denoiser.cnn.num_blocks=2",
-    "mask.center_fractions=[0.16]",
-    "data.batch_size=2",
-    "trainer.enable_progress_bar=false",
-    "trainer.max_steps=1",
-    "trainer.limit_val_batches=0",
-    "scheduler.warmup_steps=2",
-    "~callbacks.progress_bar",
-    "~callbacks.lr_monitor",
-]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """One torch thread: on shared cores, idle-spinning threads slow small problems 5-20x."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread_module")
 
 
 def _conf(group, name, **overrides):
@@ -88,14 +68,9 @@ def _make_inputs(tiny_root, directory):
 
 def _checkpoint(tiny_root, out):
     """A network trained for one step, saved the way unrolled-train saves it."""
-    from omegaconf import open_dict
-
-    from unrolled.cli.compose import compose_config
     from unrolled.cli.train import build
 
-    cfg = compose_config("train", SMALL, output_dir=out)
-    with open_dict(cfg):
-        cfg.data.root = str(tiny_root)
+    cfg = small_train_config(tiny_root, out, "trainer.max_steps=1", "trainer.limit_val_batches=0")
     dm, module, trainer = build(cfg)
     trainer.fit(module, datamodule=dm)
     path = out / "net.ckpt"
@@ -131,35 +106,7 @@ def _stat(directory):
 
 def _main(cwd, name, *overrides):
     """The entry point in this process (no import cost): ``(exit status, stdout, stderr)``."""
-    import contextlib
-    import io
-    from unittest import mock
-
-    from hydra.core.global_hydra import GlobalHydra
-
-    from unrolled.cli.reconstruct import main
-
-    argv = [
-        str(BIN),
-        f"hydra.run.dir={cwd / 'hydra' / name}",
-        "hydra/job_logging=disabled",
-        "hydra/hydra_logging=disabled",
-        "progress=false",
-        *overrides,
-    ]
-    out, err = io.StringIO(), io.StringIO()
-    GlobalHydra.instance().clear()
-    with (
-        mock.patch.object(sys, "argv", argv),
-        contextlib.redirect_stdout(out),
-        contextlib.redirect_stderr(err),
-    ):
-        try:
-            main()
-            code = 0
-        except SystemExit as e:
-            code = e.code
-    return code, out.getvalue(), err.getvalue()
+    return run_cli("reconstruct", cwd / "hydra" / name, "progress=false", *overrides)
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,8 @@ from unrolled.data.dataset import ShapeBucketSampler, SliceDataset
 from unrolled.data.errors import DataError
 from unrolled.data.fastmri_io import RawSlice, read_slice
 from unrolled.data.sample import Sample, collate_samples
-from unrolled.data.transforms import UnrolledTransform, center_run_length
+from unrolled.data.transforms import UnrolledTransform
+from unrolled.physics.calibration import center_run_length
 
 
 def fake_mask_func(shape, offset=None, seed=None):

@@ -21,9 +21,9 @@ import torch
 from unrolled.data.fastmri_io import read_slice, read_volume_info, reference_crop_size
 from unrolled.data.header import build_ismrmrd_header
 from unrolled.data.transforms import UnrolledTransform
-from unrolled.evaluation.baselines import ZeroFilled
-from unrolled.evaluation.inference import list_volumes, reconstruct_volumes
 from unrolled.evaluation.scoring import evaluate_folder
+from unrolled.inference.folder import list_volumes, reconstruct_volumes
+from unrolled.methods.classical import ZeroFilled
 from unrolled.physics.masks import EquispacedMaskFractionFunc
 
 H, W, RECON = 256, 100, (256, 256)  # the scaled-down FLAIR copy of the issue

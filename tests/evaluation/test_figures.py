@@ -9,8 +9,8 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 
-from unrolled.evaluation.baselines import ZeroFilled
 from unrolled.evaluation.compare import save_comparison_figure
+from unrolled.methods.classical import ZeroFilled
 
 
 @pytest.fixture
@@ -87,7 +87,7 @@ def test_comparison_figure_of_one_method_is_one_row(tiny_root, tmp_path):
 
 
 def test_validation_grid_names_slices_scores_images_and_has_scales(tmp_path, captured):
-    from unrolled.evaluation.metrics import psnr
+    from unrolled.metrics import psnr
     from unrolled.training.callbacks import save_image_grid
 
     gen = torch.Generator().manual_seed(0)

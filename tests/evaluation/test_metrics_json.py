@@ -7,17 +7,14 @@ Now such a value is ``null`` with a ``<key>_nonfinite`` flag.
 
 from __future__ import annotations
 
-import io
 import json
 import math
-import sys
-from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
-from unittest import mock
 
 import h5py
 import numpy as np
 import pytest
+from helpers.common import run_cli
 
 from unrolled.evaluation.compare import write_metrics_json
 from unrolled.evaluation.metrics_json import from_strict, read_metrics_json, to_strict
@@ -68,27 +65,13 @@ def test_train_metrics_json_is_strict(tmp_path):
 
 def _evaluate(tmp_path: Path, target_dir: Path, predictions_dir: Path) -> tuple[int, str]:
     """``unrolled-evaluate`` in this process: ``(exit status, stderr)``."""
-    from hydra.core.global_hydra import GlobalHydra
-
-    from unrolled.cli.evaluate import main
-
-    argv = [
-        "unrolled-evaluate",
-        f"hydra.run.dir={tmp_path / 'hydra'}",
-        "hydra/job_logging=disabled",
-        "hydra/hydra_logging=disabled",
+    code, _, err = run_cli(
+        "evaluate",
+        tmp_path / "hydra",
         f"target_dir={target_dir}",
         f"predictions_dir={predictions_dir}",
-    ]
-    out, err = io.StringIO(), io.StringIO()
-    GlobalHydra.instance().clear()
-    with mock.patch.object(sys, "argv", argv), redirect_stdout(out), redirect_stderr(err):
-        try:
-            main()
-            code = 0
-        except SystemExit as e:
-            code = e.code
-    return code, err.getvalue()
+    )
+    return code, err
 
 
 def _write(folder: Path, name: str, key: str, data: np.ndarray) -> None:

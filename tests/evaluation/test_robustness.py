@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from unrolled.evaluation.baselines import CGSense, ZeroFilled
 from unrolled.evaluation.robustness import (
     Condition,
     degrade,
@@ -20,6 +19,7 @@ from unrolled.evaluation.robustness import (
     kspace_errors,
     load_slices,
 )
+from unrolled.methods.classical import CGSense, ZeroFilled
 
 
 @pytest.fixture(scope="module")

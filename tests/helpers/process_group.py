@@ -13,12 +13,14 @@ import subprocess
 import pytest
 
 
-def run_group(cmd: list[str], timeout: float, **kwargs) -> subprocess.CompletedProcess[str]:
+def run_group(cmd: list, timeout: float, **kwargs) -> subprocess.CompletedProcess[str]:
     """``subprocess.run(cmd, capture_output=True, text=True)`` in a new session.
 
-    On ``timeout`` seconds, SIGKILL the process group and fail the test with the
-    output tails (a hang must fail fast, never stall CI).
+    ``cmd`` items are passed through ``str`` (paths welcome); ``kwargs`` go to ``Popen``
+    (``cwd``, ``env``, ...). On ``timeout`` seconds, SIGKILL the process group and fail the
+    test with the output tails (a hang must fail fast, never stall CI).
     """
+    cmd = [str(c) for c in cmd]
     proc = subprocess.Popen(
         cmd,
         stdout=subprocess.PIPE,

@@ -4,6 +4,7 @@ import sys
 
 import pytest
 import torch
+from helpers.process_group import run_group
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
@@ -162,28 +163,13 @@ def _published_state_dict(path, seed=0):
 def _run_cli(cwd, *overrides, timeout=600):
     """``unrolled-reconstruct`` in its own process group, killed on a timeout."""
     import os
-    import signal
-    import subprocess
     from pathlib import Path
 
     exe = Path(sys.executable).parent / "unrolled-reconstruct"
     env = {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen(
-        [str(exe), "progress=false", f"hydra.run.dir={cwd / 'hydra'}", *overrides],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-        cwd=cwd,
-        start_new_session=True,
-    )
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
-        raise
-    return proc.returncode, out, err
+    cmd = [exe, "progress=false", f"hydra.run.dir={cwd / 'hydra'}", *overrides]
+    proc = run_group(cmd, timeout, env=env, cwd=cwd)
+    return proc.returncode, proc.stdout, proc.stderr
 
 
 def _fastmri_reference(ref, path):
@@ -296,8 +282,8 @@ def test_train_warm_starts_from_weights(tiny_root, tmp_path):
 
 def test_checkpoint_of_a_warm_started_run_loads_without_the_weights_file(tiny_root, tmp_path):
     """The run config keeps model.weights=PATH; rebuilding from the checkpoint must not read it."""
-    from unrolled.cli.common import load_network
     from unrolled.cli.train import build
+    from unrolled.inference.checkpoint import load_network
 
     torch.manual_seed(5)
     torch.save(FastmriVarNet(**TINY).varnet.state_dict(), tmp_path / "start.pt")

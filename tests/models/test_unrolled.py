@@ -7,9 +7,9 @@ from unrolled.models.dc import GradientDC, HardDC, ProximalDC
 from unrolled.models.denoisers import ComplexDenoiser, MultiScaleResNet, ResNet
 from unrolled.models.sensitivity import EspiritSensitivity, LearnedSensitivity
 from unrolled.models.unrolled import UnrolledNet
-from unrolled.physics.cg import conjugate_gradient
 from unrolled.physics.fft import fft2c, ifft2c
 from unrolled.physics.operators import SenseOp
+from unrolled.physics.solvers import conjugate_gradient
 
 
 def _problem(b=2, c=4, h=32, w=24, nlf=8, seed=0):
@@ -140,7 +140,7 @@ def test_espirit_sensitivity_caches_per_slice():
 
 
 def test_zero_filled_reconstruction_is_rss_of_ifft():
-    from unrolled.evaluation.baselines import ZeroFilled
+    from unrolled.methods.classical import ZeroFilled
 
     y, mask, nlf, _ = _problem()
     out = ZeroFilled()(y, mask, nlf)

@@ -16,14 +16,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
-import subprocess
 import sys
 import sysconfig
 import zipfile
 from pathlib import Path
 
 import pytest
+from helpers.process_group import run_group
 
 REPO = Path(__file__).resolve().parents[2]
 SOURCES = ("pyproject.toml", "setup.py", "README.md", "unrolled", "conf", "hydra_plugins")
@@ -31,22 +30,7 @@ SOURCES = ("pyproject.toml", "setup.py", "README.md", "unrolled", "conf", "hydra
 
 def _run(cmd, cwd, timeout=900, env=None):
     """Run ``cmd`` in its own process group; kill the whole group on a timeout."""
-    proc = subprocess.Popen(
-        [str(c) for c in cmd],
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
-        raise
-    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+    return run_group(cmd, timeout, cwd=cwd, env=env)
 
 
 @pytest.fixture(scope="module")

@@ -3,26 +3,15 @@
 import numpy as np
 import pytest
 import torch
+from helpers.common import crandn, inner
 
 from unrolled.physics.fft import fft2c, ifft2c
 from unrolled.physics.operators import CartesianOp, SenseOp, combine_coils, expand_coils
 
 
-def _crandn(*shape, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    return torch.complex(
-        torch.randn(*shape, generator=g, dtype=torch.float64),
-        torch.randn(*shape, generator=g, dtype=torch.float64),
-    )
-
-
-def _inner(a, b):
-    return torch.vdot(a.flatten(), b.flatten())
-
-
 @pytest.mark.parametrize("shape", [(8, 8), (7, 9), (2, 3, 16, 11), (1, 5, 6)])
 def test_fft2c_matches_numpy(shape):
-    x = _crandn(*shape)
+    x = crandn(*shape)
     ref = np.fft.fftshift(
         np.fft.fft2(np.fft.ifftshift(x.numpy(), axes=(-2, -1)), norm="ortho"), axes=(-2, -1)
     )
@@ -36,7 +25,7 @@ def test_fft2c_matches_numpy(shape):
 @pytest.mark.parametrize("shape", [(8, 8), (7, 9), (3, 10, 13)])
 def test_fft2c_matches_fastmri(shape):
     fastmri = pytest.importorskip("fastmri")
-    x = _crandn(*shape).to(torch.complex64)
+    x = crandn(*shape).to(torch.complex64)
     ours = fft2c(x)
     theirs = torch.view_as_complex(fastmri.fft2c(torch.view_as_real(x).contiguous()))
     torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=1e-5)
@@ -46,7 +35,7 @@ def test_fft2c_matches_fastmri(shape):
 
 
 def test_fft_is_unitary_and_inverse():
-    x = _crandn(2, 4, 12, 10)
+    x = crandn(2, 4, 12, 10)
     torch.testing.assert_close(ifft2c(fft2c(x)), x)
     torch.testing.assert_close(fft2c(x).norm(), x.norm())
 
@@ -64,10 +53,10 @@ def _random_mask(b, h, w, seed=1):
 @pytest.mark.parametrize("hw", [(16, 12), (15, 9)])
 def test_sense_adjoint(hw):
     b, c, (h, w) = 2, 4, hw
-    maps = _crandn(b, c, h, w, seed=2)
+    maps = crandn(b, c, h, w, seed=2)
     op = SenseOp(maps, _random_mask(b, h, w))
-    x, y = _crandn(b, h, w, seed=3), _crandn(b, c, h, w, seed=4)
-    lhs, rhs = _inner(op(x), y), _inner(x, op.H(y))
+    x, y = crandn(b, h, w, seed=3), crandn(b, c, h, w, seed=4)
+    lhs, rhs = inner(op(x), y), inner(x, op.H(y))
     assert abs(lhs - rhs) < 1e-10 * abs(lhs)
     # The operator algebra: A.H.H is A, normal is A^H A.
     torch.testing.assert_close(op.H.H(x), op(x))
@@ -78,21 +67,21 @@ def test_sense_adjoint(hw):
 def test_cartesian_adjoint(shape):
     mask = (torch.rand(shape[-1], generator=torch.Generator().manual_seed(0)) > 0.4).double()
     op = CartesianOp(mask)
-    x, y = _crandn(*shape, seed=5), _crandn(*shape, seed=6)
-    lhs, rhs = _inner(op(x), y), _inner(x, op.H(y))
+    x, y = crandn(*shape, seed=5), crandn(*shape, seed=6)
+    lhs, rhs = inner(op(x), y), inner(x, op.H(y))
     assert abs(lhs - rhs) < 1e-10 * abs(lhs)
 
 
 def test_expand_combine_adjoint():
-    maps = _crandn(1, 3, 8, 8, seed=7)
-    x, y = _crandn(1, 8, 8, seed=8), _crandn(1, 3, 8, 8, seed=9)
-    lhs, rhs = _inner(expand_coils(x, maps), y), _inner(x, combine_coils(y, maps))
+    maps = crandn(1, 3, 8, 8, seed=7)
+    x, y = crandn(1, 8, 8, seed=8), crandn(1, 3, 8, 8, seed=9)
+    lhs, rhs = inner(expand_coils(x, maps), y), inner(x, combine_coils(y, maps))
     assert abs(lhs - rhs) < 1e-10 * abs(lhs)
 
 
 def test_sense_fully_sampled_with_normalised_maps_is_identity():
-    maps = _crandn(2, 4, 8, 8, seed=10)
+    maps = crandn(2, 4, 8, 8, seed=10)
     maps = maps / (maps.abs() ** 2).sum(1, keepdim=True).sqrt()
     op = SenseOp(maps, torch.ones(1, 1, 1, 1, dtype=torch.float64))
-    x = _crandn(2, 8, 8, seed=11)
+    x = crandn(2, 8, 8, seed=11)
     torch.testing.assert_close(op.normal(x), x)

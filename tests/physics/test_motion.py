@@ -4,6 +4,7 @@ import math
 
 import pytest
 import torch
+from helpers.common import crandn, inner
 
 from unrolled.physics.motion import (
     MotionSenseOp,
@@ -14,18 +15,6 @@ from unrolled.physics.motion import (
     simulate_acquisitions,
     translate,
 )
-
-
-def _crandn(*shape, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    return torch.complex(
-        torch.randn(*shape, generator=g, dtype=torch.float64),
-        torch.randn(*shape, generator=g, dtype=torch.float64),
-    )
-
-
-def _inner(a, b):
-    return torch.vdot(a.flatten(), b.flatten())
 
 
 def _params(*rows):
@@ -43,10 +32,10 @@ def _blob(h, w, centre, sigma=2.5):
 
 @pytest.mark.parametrize("hw", [(12, 10), (9, 7), (16, 16)])
 def test_rigid_motion_adjoint_is_inverse(hw):
-    x, y = _crandn(3, *hw, seed=1), _crandn(3, *hw, seed=2)
+    x, y = crandn(3, *hw, seed=1), crandn(3, *hw, seed=2)
     params = _params([1.3, -0.4, 12.0], [0.0, 2.7, -33.0], [-5.5, 0.25, 80.0])
     op = RigidMotion(params)
-    lhs, rhs = _inner(op(x), y), _inner(x, op.H(y))
+    lhs, rhs = inner(op(x), y), inner(x, op.H(y))
     assert abs(lhs - rhs) < 1e-12 * abs(lhs)
     # Unitary: the adjoint undoes the motion exactly, and norms are kept.
     torch.testing.assert_close(op.H(op(x)), x, rtol=0, atol=1e-12)
@@ -56,14 +45,14 @@ def test_rigid_motion_adjoint_is_inverse(hw):
 @pytest.mark.parametrize("hw", [(16, 12), (15, 9)])
 def test_motion_sense_adjoint(hw):
     b, n, c, (h, w) = 2, 3, 4, hw
-    maps = _crandn(b, c, h, w, seed=3)
+    maps = crandn(b, c, h, w, seed=3)
     g = torch.Generator().manual_seed(4)
     masks = (torch.rand(b, n, 1, 1, w, generator=g) > 0.5).double()
     params = torch.randn(b, n, 3, generator=g, dtype=torch.float64) * 3
     op = MotionSenseOp(maps, masks, params)
-    x, y = _crandn(b, h, w, seed=5), _crandn(b, n, c, h, w, seed=6)
+    x, y = crandn(b, h, w, seed=5), crandn(b, n, c, h, w, seed=6)
     assert op(x).shape == (b, n, c, h, w) and op.H(y).shape == (b, h, w)
-    lhs, rhs = _inner(op(x), y), _inner(x, op.H(y))
+    lhs, rhs = inner(op(x), y), inner(x, op.H(y))
     assert abs(lhs - rhs) < 1e-10 * abs(lhs)
     torch.testing.assert_close(op.H.H(x), op(x))
     torch.testing.assert_close(op.normal(x), op.H(op(x)))
@@ -72,7 +61,7 @@ def test_motion_sense_adjoint(hw):
 def test_motion_sense_without_motion_is_stacked_sense():
     from unrolled.physics.operators import SenseOp
 
-    maps, x = _crandn(1, 4, 10, 8, seed=7), _crandn(1, 10, 8, seed=8)
+    maps, x = crandn(1, 4, 10, 8, seed=7), crandn(1, 10, 8, seed=8)
     masks = torch.stack([torch.ones(1, 1, 8), (torch.arange(8) % 2).double()[None, None]])[None]
     op = MotionSenseOp(maps, masks, torch.zeros(1, 2, 3, dtype=torch.float64))
     for n in range(2):
@@ -81,13 +70,13 @@ def test_motion_sense_without_motion_is_stacked_sense():
 
 @pytest.mark.parametrize("shift", [(2, -3), (0, 5), (-7, 1)])
 def test_integer_translation_is_roll(shift):
-    x = _crandn(2, 11, 8, seed=9)
+    x = crandn(2, 11, 8, seed=9)
     params = _params([*shift, 0.0])
     torch.testing.assert_close(rigid_transform(x, params), torch.roll(x, shift, (-2, -1)))
 
 
 def test_a_field_of_view_shift_and_a_full_turn_are_identities():
-    x = _crandn(2, 12, 10, seed=16)
+    x = crandn(2, 12, 10, seed=16)
     base = rigid_transform(x, _params([1.3, -2.2, 17.0]))
     torch.testing.assert_close(rigid_transform(x, _params([13.3, 7.8, 377.0])), base)
 
@@ -99,11 +88,11 @@ def test_fractional_translation_moves_a_blob():
 
 def test_rotation_by_90_degrees_is_rot90():
     # Odd sizes: the centre pixel N // 2 is the array centre, so it is exactly rot90.
-    x = _crandn(2, 9, 9, seed=10)
+    x = crandn(2, 9, 9, seed=10)
     out = rigid_transform(x, _params([0.0, 0.0, 90.0]))
     torch.testing.assert_close(out, torch.rot90(x, 1, (-2, -1)), atol=1e-12, rtol=0)
     # Even sizes: about pixel N // 2, half a pixel off the array centre: rot90, then roll.
-    x = _crandn(2, 8, 8, seed=11)
+    x = crandn(2, 8, 8, seed=11)
     out = rigid_transform(x, _params([0.0, 0.0, -90.0]))
     torch.testing.assert_close(
         out, torch.roll(torch.rot90(x, -1, (-2, -1)), 1, -1), atol=1e-12, rtol=0
@@ -131,10 +120,10 @@ def test_rotations_compose_on_band_limited_images():
 
 
 def test_gradient_with_respect_to_motion_matches_finite_differences():
-    x = _crandn(2, 8, 6, seed=12)
+    x = crandn(2, 8, 6, seed=12)
     params = _params([0.7, -1.2, 9.0], [-0.3, 0.4, -4.0]).requires_grad_(True)
     assert torch.autograd.gradcheck(lambda p: rigid_transform(x, p), (params,), fast_mode=True)
-    maps = _crandn(1, 3, 8, 6, seed=13)
+    maps = crandn(1, 3, 8, 6, seed=13)
     masks = (torch.arange(6) % 2 == 0).double().reshape(1, 1, 1, 1, 6)
 
     def loss(p):
@@ -147,7 +136,7 @@ def test_gradient_with_respect_to_motion_matches_finite_differences():
 
 def test_simulated_acquisitions_are_masked_with_the_stated_noise():
     b, n, c, h, w = 1, 2, 3, 32, 32
-    maps, x = _crandn(b, c, h, w, seed=14), _crandn(b, h, w, seed=15)
+    maps, x = crandn(b, c, h, w, seed=14), crandn(b, h, w, seed=15)
     masks = torch.zeros(b, n, 1, 1, w, dtype=torch.float64)
     masks[..., ::2] = 1
     params = _params([1.0, 2.0, 3.0], [0.0, 0.0, 0.0])[None]
@@ -162,8 +151,8 @@ def test_simulated_acquisitions_are_masked_with_the_stated_noise():
 
 
 def test_bad_parameter_shapes_are_rejected():
-    x = _crandn(1, 8, 8)
+    x = crandn(1, 8, 8)
     with pytest.raises(ValueError, match=r"\(\.\.\., 3\)"):
         rigid_transform(x, torch.zeros(1, 2))
     with pytest.raises(ValueError, match="params must be"):
-        MotionSenseOp(_crandn(1, 2, 8, 8), torch.ones(1, 2, 1, 8, 8), torch.zeros(2, 3))
+        MotionSenseOp(crandn(1, 2, 8, 8), torch.ones(1, 2, 1, 8, 8), torch.zeros(2, 3))

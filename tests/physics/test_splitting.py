@@ -3,9 +3,9 @@
 import pytest
 import torch
 
+from unrolled.losses import KSpaceL1L2Loss
 from unrolled.physics.masks import EquispacedMaskFractionFunc
 from unrolled.physics.splitting import split_mask
-from unrolled.training.losses import KSpaceL1L2Loss
 
 
 def column_mask(b=3, h=64, w=48, acc=4):

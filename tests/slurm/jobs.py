@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import torch
+from helpers.process_group import run_group
 
 BIN = Path(sys.executable).parent
 REPO = Path(__file__).resolve().parents[2]
@@ -35,22 +35,7 @@ def sweep_helpers():
 def run(args, timeout: float, cwd=None, env=None) -> subprocess.CompletedProcess:
     """Run a command in its own process group; on timeout kill the whole group and fail."""
     env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", **(env or {})}
-    proc = subprocess.Popen(
-        [str(a) for a in args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=cwd,
-        env=env,
-        start_new_session=True,
-    )
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        out, err = proc.communicate()
-        raise AssertionError(f"{args[0]} still running after {timeout} s:\n{err[-3000:]}") from None
-    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+    return run_group(args, timeout, cwd=cwd, env=env)
 
 
 def weights(ckpt: Path) -> tuple[dict[str, torch.Tensor], int]:

@@ -9,7 +9,7 @@ import pytest
 
 from unrolled.cli.compose import compose_config
 from unrolled.cli.train import build
-from unrolled.evaluation.runner import summarise
+from unrolled.inference.runner import summarise
 
 from .jobs import sweep_helpers
 

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from unrolled.training.losses import SSIML1Loss
+from unrolled.losses import SSIML1Loss
 from unrolled.training.schedules import warmup_cosine, warmup_step
 
 

@@ -8,33 +8,17 @@ import math
 import lightning as L
 import pytest
 import torch
+from helpers.common import small_train_config
 from torch import nn
 
-from unrolled.cli.compose import compose_config
 from unrolled.cli.train import build
+from unrolled.losses import KSpaceL1L2Loss, SSIML1Loss
 from unrolled.physics.coils import espirit
-from unrolled.training.losses import KSpaceL1L2Loss, SSIML1Loss
 from unrolled.training.ssdu import SSDUModule, SSDUSplit, slice_keys
-
-SSDU = [
-    "experiment=embedded",
-    "synth=null",
-    "logger=csv",
-    "model.num_cascades=2",
-    "model.denoiser.cnn.channels=8",
-    "model.denoiser.cnn.num_blocks=2",
-    "mask.center_fractions=[0.16]",
-    "data.batch_size=2",
-    "trainer.enable_progress_bar=false",
-    "scheduler.warmup_steps=2",
-    "~callbacks.progress_bar",
-    "~callbacks.lr_monitor",
-    "training=ssdu",
-]
 
 
 def _cfg(root, out, *overrides):
-    return compose_config("train", [*SSDU, f"data.root={root}", *overrides], output_dir=out)
+    return small_train_config(root, out, "training=ssdu", *overrides)
 
 
 def _batch(root, out, *overrides):
@@ -173,7 +157,7 @@ def test_one_step_each_dc_and_sens(tiny_root, tmp_path, dc, sens):
 
 
 def test_ssdu_improves_the_image_without_seeing_it(tiny_root, tmp_path):
-    from unrolled.evaluation.metrics import psnr
+    from unrolled.metrics import psnr
 
     L.seed_everything(0)
     batch, module = _batch(

@@ -6,30 +6,13 @@ import re
 import lightning as L
 import pytest
 import torch
+from helpers.common import small_train_config
 from omegaconf import open_dict
 
-from unrolled.cli.common import load_network
-from unrolled.cli.compose import compose_config
 from unrolled.cli.train import build
+from unrolled.inference.checkpoint import load_network
 
-SMALL = [
-    "experiment=embedded",
-    "synth=null",
-    "logger=csv",
-    "model.num_cascades=2",
-    "model.denoiser.cnn.channels=8",
-    "model.denoiser.cnn.num_blocks=2",
-    "mask.center_fractions=[0.16]",
-    "data.batch_size=2",
-    "trainer.enable_progress_bar=false",
-    "scheduler.warmup_steps=2",
-    "~callbacks.progress_bar",
-    "~callbacks.lr_monitor",
-]
-
-
-def _cfg(root, out, *overrides):
-    return compose_config("train", [*SMALL, f"data.root={root}", *overrides], output_dir=out)
+_cfg = small_train_config
 
 
 @pytest.mark.parametrize("dc", ["hard", "cg", "gradient"])
@@ -81,7 +64,7 @@ def test_one_step_changes_every_trainable_parameter(tiny_root, tmp_path, dc, sen
 
 
 def test_overfitting_one_slice_raises_psnr(tiny_root, tmp_path):
-    from unrolled.evaluation.metrics import psnr
+    from unrolled.metrics import psnr
 
     cfg = _cfg(tiny_root, tmp_path, "mask.accelerations=[4]")
     L.seed_everything(0)

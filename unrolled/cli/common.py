@@ -12,7 +12,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from hydra.types import RunMode
@@ -188,80 +187,6 @@ def entry_point(
         return wrapper  # type: ignore[return-value]
 
     return decorate
-
-
-def _not_a_checkpoint(path: Path) -> str | None:
-    """Why ``path`` cannot be a PyTorch checkpoint, from its first bytes; None if it may be."""
-    with open(path, "rb") as f:
-        head = f.read(8)
-    if head.startswith(b"PK\x03\x04") or head[:1] == b"\x80":  # torch.save's zip; old pickle
-        return None
-    if not head:
-        kind = "the file is empty"
-    elif head.startswith(b"\x89HDF"):
-        kind = "it is an HDF5 file"
-    else:
-        kind = "it is not a file written by torch.save"
-    return f"not a checkpoint ({kind}; expected a .ckpt written by unrolled-train)"
-
-
-def load_network(checkpoint: str | Path, map_location: str = "cpu") -> tuple[torch.nn.Module, dict]:
-    """Rebuild the network of a training checkpoint from the config it carries.
-
-    The checkpoint is read with ``weights_only=True`` (no code runs on load). A
-    warm-start weights file in the model config (``model.weights=PATH`` of
-    ``unrolled-train model=varnet_fastmri``) is not read again: the checkpoint's
-    own state dict replaces it, so the checkpoint loads after that file moved.
-
-    Returns:
-        ``(network in eval mode, resolved run config)``.
-
-    Raises:
-        FileNotFoundError: no such checkpoint.
-        DataError: not a checkpoint, unreadable, or without the run config.
-    """
-    from hydra.utils import instantiate
-
-    path = Path(checkpoint)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: checkpoint not found")
-    problem = _not_a_checkpoint(path)
-    if problem:
-        raise DataError(path, problem)
-    try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any unpickling failure is a bad file
-        if "Weights only load failed" in str(e):  # PyTorch's advice does not apply here
-            reason = "it holds objects that cannot be loaded safely (weights_only=True)"
-        else:
-            reason = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e) else ''}"
-        raise DataError(path, f"not a readable checkpoint ({reason})") from None
-    config = ckpt.get("unrolled_config")
-    if not config or "model" not in config:
-        raise DataError(path, "checkpoint carries no 'unrolled_config' with a 'model' entry")
-    net = instantiate(_without_warm_start(config["model"]))
-    state = {k[4:]: v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}
-    net.load_state_dict(state)
-    return net.eval(), config
-
-
-def _without_warm_start(node):
-    """A copy of a model config with every ``weights`` of a ``_target_`` node set to ``None``."""
-    if isinstance(node, dict):  # the run config a checkpoint carries is a plain container
-        out = {k: _without_warm_start(v) for k, v in node.items()}
-        if "_target_" in out and out.get("weights") is not None:
-            out["weights"] = None
-        return out
-    if isinstance(node, list | tuple):
-        return [_without_warm_start(v) for v in node]
-    return node
-
-
-def load_checkpoint_network(checkpoint: str | Path, map_location: str = "cpu") -> torch.nn.Module:
-    """The network of a checkpoint alone (the Hydra target of ``method=unrolled``)."""
-    if checkpoint is None:
-        raise FileNotFoundError("no checkpoint given: pass checkpoint=PATH/TO/best.ckpt")
-    return load_network(checkpoint, map_location)[0]
 
 
 def build_mask(node: DictConfig | None, what: str = "mask") -> MaskFunc | None:

@@ -7,7 +7,7 @@ Examples::
     unrolled-fuse inputs=[a.h5,b.h5] output=nomotion.h5 fusion.estimate_motion=false
 
 Options live in ``conf/fuse.yaml``; the input layouts in
-:mod:`unrolled.data.acquisitions`, the method in :mod:`unrolled.evaluation.fusion`.
+:mod:`unrolled.data.acquisitions`, the method in :mod:`unrolled.methods.fusion`.
 The output is fastMRI's submission layout (``reconstruction`` ``(slices, h, w)``
 float32) with the estimated motion as the attribute ``motion``
 ``(slices, acquisitions, 3)`` = ``(dy, dx, angle)`` in pixels, pixels and
@@ -32,8 +32,8 @@ from omegaconf import DictConfig, ListConfig
 from unrolled.cli.common import CONFIG_DIR, USER_ERRORS, build_mask, clean_errors, entry_point
 from unrolled.data.acquisitions import open_acquisitions
 from unrolled.data.writer import write_reconstruction
-from unrolled.evaluation.fusion import fuse_volume
-from unrolled.evaluation.inference import resolve_device
+from unrolled.inference.folder import resolve_device
+from unrolled.methods.fusion import fuse_volume
 from unrolled.physics.motion import PARAM_NAMES
 
 

@@ -90,7 +90,7 @@ def describe_fastmri(path: str) -> list[str]:
     Raises:
         DataError: the file is not a valid fastMRI-layout file.
     """
-    from unrolled.data.transforms import center_run_length
+    from unrolled.physics.calibration import center_run_length
 
     info = read_volume_info(path)
     with h5py.File(path, "r") as f:

@@ -14,7 +14,7 @@ Examples::
         input_dir=data/val output_dir=recon_varnet
 
 Options live in ``conf/reconstruct.yaml``; the logic in
-:mod:`unrolled.evaluation.inference`. Bad input (a missing folder or
+:mod:`unrolled.inference.folder`. Bad input (a missing folder or
 checkpoint, a corrupt file, outputs that exist without ``overwrite=true``)
 prints one line on stderr, exits with status 1 and writes nothing.
 
@@ -56,7 +56,7 @@ from unrolled.cli.common import (
     entry_point,
 )
 from unrolled.data.export.folder import parse_formats, plan_exports, staging_dir, write_exports
-from unrolled.evaluation.inference import (
+from unrolled.inference.folder import (
     autocast_dtype,
     check_outputs,
     list_volumes,
@@ -173,7 +173,7 @@ def _curve_paths(method, volumes, output_dir: Path, overwrite: bool) -> dict[str
 
 def _render_curves(method, vol, paths: list[Path]) -> dict[Path, bytes]:
     """The CSV and PNG of the slices fitted for ``vol`` (their histories are then dropped)."""
-    from unrolled.training.zeroshot_history import history_csv, plot_histories
+    from unrolled.methods.zeroshot_history import history_csv, plot_histories
 
     mine = [h.key[:1] == (vol.fname,) for h in method.histories]
     histories = [h for h, m in zip(method.histories, mine, strict=True) if m]

@@ -26,9 +26,7 @@ from unrolled.cli.common import (
     ConfigError,
     clean_errors,
     entry_point,
-    load_checkpoint_network,
 )
-from unrolled.evaluation.inference import resolve_device
 from unrolled.evaluation.robustness import (
     Condition,
     evaluate_condition,
@@ -39,6 +37,8 @@ from unrolled.evaluation.robustness import (
     rows_for,
     write_csv,
 )
+from unrolled.inference.checkpoint import load_checkpoint_network
+from unrolled.inference.folder import resolve_device
 from unrolled.physics.masks import create_mask_func
 
 log = logging.getLogger("unrolled.robustness")

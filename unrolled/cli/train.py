@@ -25,13 +25,14 @@ from lightning.pytorch.callbacks import ProgressBar
 from omegaconf import DictConfig, OmegaConf
 
 from unrolled.cli.common import CONFIG_DIR, check_mask_configs, clean_errors, entry_point
+from unrolled.data.checkpoint import read_checkpoint
 from unrolled.evaluation.compare import (
     print_table,
     save_comparison_figure,
     tune_parameter,
     write_metrics_json,
 )
-from unrolled.evaluation.runner import evaluate_method, summarise
+from unrolled.inference.runner import evaluate_method, summarise
 from unrolled.training.module import ReconModule
 
 log = logging.getLogger("unrolled.train")
@@ -74,9 +75,10 @@ def checkpoint_step(path: Path) -> int:
     """The ``global_step`` stored in a Lightning checkpoint (memory-mapped: cheap for big files).
 
     Raises:
-        KeyError: no ``global_step`` in the file; or torch's errors for an unreadable file.
+        KeyError: no ``global_step`` in the file.
+        DataError: an unreadable file.
     """
-    ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    ckpt = read_checkpoint(path, mmap=True)
     return int(ckpt["global_step"])
 
 

@@ -48,6 +48,7 @@ from unrolled.data.errors import DataError
 from unrolled.data.header import build_ismrmrd_header
 from unrolled.physics.coils import center_crop, rss
 from unrolled.physics.fft import fft2c, ifft2c
+from unrolled.physics.fov import fold_fov, folded_width
 
 ACQUISITIONS = ("AXT1", "AXT2", "AXPD")
 SPLITS = ("train", "val", "test")
@@ -91,6 +92,7 @@ def synthesize_volume(
     recon_width: int | None = None,
     snr: float | None = 40.0,
     acquisition: str = "AXT2",
+    fov_fraction: float = 1.0,
 ) -> tuple[np.ndarray, VolumeMeta]:
     """One fully sampled multicoil volume.
 
@@ -104,13 +106,23 @@ def synthesize_volume(
         recon_width: reconstructed columns ``w``; default ``min(H, W)``.
         snr: see the module docstring; ``None`` for noise-free k-space.
         acquisition: a key of :data:`unrolled.data.anatomy.CONTRASTS`.
+        fov_fraction: phase-encoding field of view over the object's, in ``(0, 1]``.
+            Below 1 the coil images (head on the ``H x W`` grid) are folded onto
+            ``W' = round(fov_fraction * W)`` columns, centred
+            (:func:`unrolled.physics.fov.fold_fov`), before the FFT: the head's
+            sides wrap over its middle, as in a scan whose field of view is smaller
+            than the head. ``recon_width`` must then fit in ``W'``.
 
     Returns:
-        k-space ``(S, C, H, W)`` complex64 and its :class:`VolumeMeta`.
+        k-space ``(S, C, H, W')`` complex64 (``W' = W`` unless folded) and its
+        :class:`VolumeMeta`.
     """
     _check_options(num_slices, num_coils, height, width, snr, [acquisition])
-    h, w = _recon_size(height, width, recon_height, recon_width)
-    pixel_mm = FOV_MM / max(h, w)
+    folded = folded_width(width, fov_fraction)
+    h, w = _recon_size(height, folded, recon_height, recon_width)
+    # The pixel size is that of the whole field of view: folding keeps the head's size.
+    full = (h, w) if folded == width else _recon_size(height, width, recon_height, None)
+    pixel_mm = FOV_MM / max(full)
     head = sample_head(
         rng, head_template(rng, pixel_mm), num_slices, (height, width), pixel_mm, acquisition
     )
@@ -122,7 +134,7 @@ def synthesize_volume(
     in_head = rss0 > 0.1 * torch.quantile(rss0.flatten()[::7], 0.99)
     scale = SIGNAL_LEVEL / rss0[in_head].mean().item()
     x = torch.polar(magnitude * scale, torch.from_numpy(phase))  # (S, H, W) complex
-    kspace = fft2c(x[:, None] * sens).numpy()  # (S, C, H, W)
+    kspace = fft2c(fold_fov(x[:, None] * sens, fov_fraction)).numpy()  # (S, C, H, W')
 
     sigma = 0.0 if snr is None else SIGNAL_LEVEL / snr
     if sigma > 0:
@@ -275,6 +287,7 @@ def generate_dataset(
     acquisitions: Sequence[str] = ACQUISITIONS,
     overwrite: bool = False,
     progress: bool = True,
+    fov_fraction: float = 1.0,
 ) -> dict:
     """Write a synthetic multicoil brain data set in fastMRI's layout.
 
@@ -289,6 +302,9 @@ def generate_dataset(
             sum to ``num_volumes``.
         overwrite: delete the ``.h5`` files of the split folders first.
         progress: show a progress bar over volumes (on stderr).
+        fov_fraction: phase-encoding field of view over the head's (1: the whole head);
+            below 1 the k-space has ``round(fov_fraction * width)`` columns and the
+            head wraps around (see :func:`synthesize_volume`).
         Others: as in :func:`synthesize_volume`.
 
     Returns:
@@ -302,7 +318,8 @@ def generate_dataset(
     """
     start = time.perf_counter()
     out = Path(output_dir)
-    recon = _recon_size(height, width, recon_height, recon_width)
+    folded = folded_width(width, fov_fraction)  # checks the fraction
+    recon = _recon_size(height, folded, recon_height, recon_width)
     counts = split_counts(split, num_volumes)
     _check_options(slices_per_volume, num_coils, height, width, snr, acquisitions)
     if out.exists() and not out.is_dir():
@@ -317,6 +334,7 @@ def generate_dataset(
     names = [name for name, n in zip(SPLITS, counts, strict=True) for _ in range(n)]
     volume = dict(num_slices=slices_per_volume, num_coils=num_coils, height=height, width=width)
     volume.update(recon_height=recon[0], recon_width=recon[1], snr=snr)
+    volume.update(fov_fraction=fov_fraction)
     for name in SPLITS:
         (out / name).mkdir(parents=True, exist_ok=True)
     sources, total_bytes = set(), 0
@@ -340,7 +358,7 @@ def generate_dataset(
         "output_dir": str(out),
         "files": dict(zip(SPLITS, counts, strict=True)),
         "num_slices": num_volumes * slices_per_volume,
-        "kspace_shape": (slices_per_volume, num_coils, height, width),
+        "kspace_shape": (slices_per_volume, num_coils, height, folded),
         "recon_shape": recon,
         "num_coils": num_coils,
         "acquisitions": dict(

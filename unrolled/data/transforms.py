@@ -27,6 +27,7 @@ import torch
 
 from unrolled.data.fastmri_io import RawSlice, reference_crop_size
 from unrolled.data.sample import Sample
+from unrolled.physics.calibration import center_run_length
 
 MaskFunc = Callable[..., tuple[torch.Tensor, int]]
 """``mask_func(shape, offset=None, seed=None) -> (mask, num_low_frequencies)``.
@@ -34,28 +35,6 @@ MaskFunc = Callable[..., tuple[torch.Tensor, int]]
 ``shape`` is the complex k-space shape ``(..., H, W)``; ``mask`` is float32
 ``(1, W)`` (1D, phase-encoding columns) or ``(H, W)`` (2D).
 """
-
-
-def center_run_length(mask: torch.Tensor) -> int:
-    """Width of the contiguous sampled run of columns through the centre column.
-
-    Args:
-        mask: column mask, ``(W,)``; nonzero where sampled.
-
-    Returns:
-        The run length, 0 when the centre column ``W // 2`` is not sampled.
-    """
-    sampled = (mask != 0).tolist()
-    centre = len(sampled) // 2
-    if not sampled or not sampled[centre]:
-        return 0
-    left = centre
-    while left > 0 and sampled[left - 1]:
-        left -= 1
-    right = centre
-    while right + 1 < len(sampled) and sampled[right + 1]:
-        right += 1
-    return right - left + 1
 
 
 def zero_padding(mask: torch.Tensor, padding_left: int, padding_right: int) -> torch.Tensor:

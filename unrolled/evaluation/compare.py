@@ -10,8 +10,8 @@ from torch import nn
 
 from unrolled.data.sample import Sample
 from unrolled.evaluation.metrics_json import write_metrics_file
-from unrolled.evaluation.runner import reconstruct
 from unrolled.evaluation.tuning import tune_parameter
+from unrolled.inference.runner import reconstruct
 
 __all__ = [
     "METRICS",
@@ -66,7 +66,7 @@ def save_comparison_figure(
     """One slice reconstructed by every method, with error maps (x5) below, as a PNG."""
     from matplotlib.figure import Figure  # no pyplot: leaves the user's backend alone
 
-    from unrolled.evaluation.metrics import psnr, ssim
+    from unrolled.metrics import psnr, ssim
 
     batch = batch.to(device)
     target = batch.target[index].cpu()

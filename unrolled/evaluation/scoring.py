@@ -30,7 +30,7 @@ in both folders are scored and the others counted as skipped. Only ``*.h5``
 files (not hidden ones) are considered, where fastMRI iterates over every
 file of the target folder.
 
-Metrics are computed in float64 with :mod:`unrolled.evaluation.metrics`.
+Metrics are computed in float64 with :mod:`unrolled.metrics`.
 """
 
 from __future__ import annotations
@@ -53,8 +53,8 @@ import torch
 from unrolled.data.errors import DataError
 from unrolled.data.fastmri_io import recon_key_for
 from unrolled.data.writer import RECONSTRUCTION_KEY
-from unrolled.evaluation.metrics import nmse, psnr, ssim
 from unrolled.evaluation.metrics_json import dumps_strict
+from unrolled.metrics import nmse, psnr, ssim
 from unrolled.physics.coils import center_crop
 
 METRICS = ("nmse", "psnr", "ssim")

@@ -1,7 +1,7 @@
 """Choosing a baseline's regularisation weight on a validation split.
 
 Every candidate weight is scored by a full pass of
-:func:`~unrolled.evaluation.runner.evaluate_method` over the validation
+:func:`~unrolled.inference.runner.evaluate_method` over the validation
 batches: fastMRI's volume metrics, averaged over volumes (SSIM by default,
 maximised; NMSE is minimised). Scores are memoised, so no weight is
 evaluated twice.
@@ -38,7 +38,7 @@ import torch
 from torch import nn
 
 from unrolled.data.sample import Sample
-from unrolled.evaluation.runner import evaluate_method, summarise
+from unrolled.inference.runner import evaluate_method, summarise
 
 GOLDEN = (math.sqrt(5) - 1) / 2  # 0.618...
 

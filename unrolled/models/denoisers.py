@@ -105,9 +105,14 @@ class ComplexDenoiser(nn.Module):
     is per sample and per channel, so the network is invariant to the global
     scale of the data (fastMRI k-space spans orders of magnitude).
 
+    ``M`` complex images per sample (one per set of soft-SENSE maps), ``(B, M, H, W)``,
+    become ``2M`` channels ``[Re x_1, Im x_1, Re x_2, ...]``: the CNN then maps ``2M``
+    channels to ``2M``.
+
     Args:
-        cnn: a real CNN mapping 2 channels to 2 channels with an integer
-            attribute ``divisor`` (inputs are padded to multiples of it).
+        cnn: a real CNN mapping 2 channels to 2 channels (``2M`` to ``2M`` for ``M``
+            images) with an integer attribute ``divisor`` (inputs are padded to
+            multiples of it).
     """
 
     def __init__(self, cnn: nn.Module) -> None:
@@ -115,9 +120,20 @@ class ComplexDenoiser(nn.Module):
         self.cnn = cnn
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Complex image ``(B, H, W)`` -> denoised complex image ``(B, H, W)``."""
+        """Complex image ``(B, H, W)`` (or ``(B, M, H, W)``) -> denoised, same shape."""
+        if x.dim() == 4:  # (B, M, H, W): the sets become channel pairs
+            b, m, h, w = x.shape
+            r = torch.view_as_real(x).permute(0, 1, 4, 2, 3).reshape(b, 2 * m, h, w)
+            out = self._residual(r, h, w)  # (B, 2M, H, W)
+            out = out.reshape(b, m, 2, h, w).permute(0, 1, 3, 4, 2).contiguous()
+            return x + torch.view_as_complex(out)  # (B, M, H, W)
         h, w = x.shape[-2:]
         r = torch.view_as_real(x).permute(0, 3, 1, 2)  # (B, 2, H, W)
+        out = self._residual(r, h, w).permute(0, 2, 3, 1).contiguous()  # (B, H, W, 2)
+        return x + torch.view_as_complex(out)
+
+    def _residual(self, r: torch.Tensor, h: int, w: int) -> torch.Tensor:
+        """The unnormalised CNN residual of real channels ``(B, 2M, H, W)``."""
         mean = r.mean(dim=(2, 3), keepdim=True)
         std = r.std(dim=(2, 3), keepdim=True).clamp_min(1e-12)
         r = (r - mean) / std
@@ -127,6 +143,4 @@ class ComplexDenoiser(nn.Module):
             r = F.pad(r, (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2), mode="reflect")
         out = self.cnn(r)
         out = out[..., ph // 2 : ph // 2 + h, pw // 2 : pw // 2 + w].float()
-        out = out * std  # a residual: the mean stays with x
-        out = out.permute(0, 2, 3, 1).contiguous()  # (B, H, W, 2)
-        return x + torch.view_as_complex(out)
+        return out * std  # a residual: the mean stays with x

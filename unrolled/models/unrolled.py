@@ -2,7 +2,8 @@
 
 One cascade ``t`` maps coil k-space ``k_t`` to ``k_{t+1}``::
 
-    x   = sum_c conj(S_c) F^H k_t         # coil combination, (B, H, W)
+    x   = sum_c conj(S_c) F^H k_t         # coil combination, (B, H, W); (B, M, H, W) for
+                                          # M sets of ESPIRiT maps (2M channels in the CNN)
     z   = D_t(x)                          # learned residual denoiser
     k   = DC_t(z, y, S, M)                # back to coil k-space, consistent with y
 
@@ -35,7 +36,8 @@ class UnrolledOutput:
         image: RSS magnitude image, ``(B, H, W)`` float32 (full k-space size;
             crop to the recon size for metrics).
         kspace: final coil k-space, ``(B, C, H, W)`` complex64.
-        maps: coil sensitivities used, ``(B, C, H, W)`` complex64.
+        maps: coil sensitivities used, ``(B, C, H, W)`` complex64, or ``(B, M, C, H, W)``
+            for ``M`` sets of ESPIRiT maps (soft-SENSE).
         cascades: RSS images after each cascade, each ``(B, H, W)``; empty
             unless requested.
     """
@@ -99,7 +101,7 @@ class UnrolledNet(nn.Module):
     def _cascade(
         self, t: int, k: torch.Tensor, y: torch.Tensor, maps: torch.Tensor, mask: torch.Tensor
     ) -> torch.Tensor:
-        x = combine_coils(ifft2c(k), maps)  # (B, H, W)
+        x = combine_coils(ifft2c(k), maps)  # (B, H, W), or (B, M, H, W) for M sets of maps
         z = self.denoisers[0 if self.share_weights else t](x)
         return self.dcs[0 if self.share_dc else t](z, y, maps, mask)  # (B, C, H, W)
 

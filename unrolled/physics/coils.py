@@ -22,11 +22,8 @@ from collections.abc import Sequence
 
 import torch
 
+from unrolled.physics.calibration import calibration_block, center_start
 from unrolled.physics.fft import ifft2c
-
-#: Calibration rows used by :func:`espirit` when only the number of
-#: low-frequency columns is given (at least this many, at most ``H``).
-MIN_CALIB_ROWS = 24
 
 #: Smallest ESPIRiT kernel width :func:`espirit` falls back to when the calibration
 #: region is narrower than the requested kernel.
@@ -132,7 +129,7 @@ def acs_sensitivities(
     n = int(num_low_frequencies)
     if not 0 < n <= W:
         raise ValueError(f"num_low_frequencies must be in [1, {W}], got {n}")
-    start = (W - n + 1) // 2
+    start = center_start(W, n)
     real = kspace.real.dtype
     taper = torch.zeros(W, dtype=real, device=kspace.device)  # (W,)
     if window == "box":
@@ -155,8 +152,10 @@ def espirit(
     kernel_size: int = 6,
     threshold: float = 0.02,
     crop: float = 0.95,
+    num_maps: int = 1,
+    extra_crop: float | None = None,
 ) -> torch.Tensor:
-    """ESPIRiT coil sensitivity maps (one set of maps, Uecker et al. 2014).
+    """ESPIRiT coil sensitivity maps, one or more sets (Uecker et al. 2014).
 
     Per batch element:
 
@@ -175,12 +174,18 @@ def espirit(
        trigonometric polynomial of degree ``< k``, so it is computed exactly
        on a ``(2k-1) x (2k-1)`` grid and brought to ``(H, W)`` by zero-padding
        its Fourier coefficients -- no full-size kernel images are formed.
-    4. Per pixel, the top eigenvector of the ``C x C`` Hermitian ``M(r)``
-       (``torch.linalg.eigh``, batched over pixels); its eigenvalue is about
-       1 where coils see signal. Maps are zeroed where it is ``<= crop``.
+    4. Per pixel, the top ``num_maps`` eigenvectors of the ``C x C`` Hermitian
+       ``M(r)`` (``torch.linalg.eigh``, batched over pixels), largest first: set
+       ``m`` is the ``m``-th eigenvector. An eigenvalue is about 1 where the
+       coils see signal that this set explains. The first set is zeroed where
+       its eigenvalue is ``<= crop``, further sets where theirs is
+       ``<= extra_crop`` (BART ``ecalib -m M -c crop`` when ``extra_crop`` is
+       ``crop``, its default). Where the field of view is smaller than the
+       object, a second eigenvalue near 1 appears where two parts of the object
+       fold onto one pixel; elsewhere it stays well below 1 (soft-SENSE).
     5. Phase: each pixel's eigenvector is rotated so that its projection on
        the first principal component of the calibration data (a virtual body
-       coil) is real and positive, which keeps the maps smooth.
+       coil) is real and positive, which keeps the maps smooth (every set alike).
 
     Cost is dominated by the ``H * W`` batched ``C x C`` eigendecompositions
     (exact, full resolution, no interpolation): on a 2-core CPU about 0.2 s
@@ -194,22 +199,29 @@ def espirit(
         calib: explicit calibration size ``(cy, cx)``.
         kernel_size: ESPIRiT kernel width ``k``.
         threshold: relative singular-value threshold for the signal subspace.
-        crop: eigenvalue threshold defining the support of the maps.
+        crop: eigenvalue threshold defining the support of the (first set of) maps.
+        num_maps: number of sets ``M`` (BART's ``ecalib -m``), at least 1.
+        extra_crop: eigenvalue threshold for sets 2..M; default ``crop``.
 
     Returns:
-        Complex maps, same shape and dtype as ``kspace``, with
-        ``sum_c |S_c|^2 = 1`` inside the support and 0 outside. An element
-        whose calibration region is all zero (no singular value, so no
-        kernel) gets all-zero maps.
+        Complex maps, same dtype as ``kspace``: shape ``(B, C, H, W)`` (or
+        ``(C, H, W)``) for ``num_maps = 1``, ``(B, M, C, H, W)`` (or
+        ``(M, C, H, W)``) otherwise. Each set has ``sum_c |S_c|^2 = 1`` inside
+        its support and 0 outside; the sets are orthogonal per pixel. An element
+        whose calibration region is all zero (no singular value, so no kernel)
+        gets all-zero maps.
 
     Raises:
         ValueError: if neither ``num_low_frequencies`` nor ``calib`` is
             given, or the calibration region is larger than k-space or
             narrower than :data:`MIN_KERNEL_SIZE` (a region narrower than
             ``kernel_size`` gets the largest kernel that fits, with a warning;
-            see :func:`kernel_for_calibration`).
+            see :func:`kernel_for_calibration`), or ``num_maps`` is not in
+            ``[1, C]``.
     """
     _check_kspace(kspace)
+    if not 1 <= int(num_maps) <= kspace.shape[-3]:
+        raise ValueError(f"num_maps must be in [1, {kspace.shape[-3]}] (coils), got {num_maps}")
     if kspace.ndim == 3:
         return espirit(
             kspace[None],
@@ -218,6 +230,8 @@ def espirit(
             kernel_size=kernel_size,
             threshold=threshold,
             crop=crop,
+            num_maps=num_maps,
+            extra_crop=extra_crop,
         )[0]
     B, _, H, W = kspace.shape
     if calib is not None:
@@ -228,14 +242,16 @@ def espirit(
             nlf = nlf * B
         if len(nlf) != B:
             raise ValueError(f"got {len(nlf)} num_low_frequencies for batch size {B}")
-        calibs = [(min(H, max(int(n), MIN_CALIB_ROWS)), int(n)) for n in nlf]
+        calibs = [calibration_block(H, n) for n in nlf]
     else:
         raise ValueError("give num_low_frequencies or calib")
+    crops = [crop] + [crop if extra_crop is None else extra_crop] * (int(num_maps) - 1)
     maps = [
-        _espirit_single(kspace[b], cy, cx, kernel_size, threshold, crop)
+        _espirit_single(kspace[b], cy, cx, kernel_size, threshold, crops)
         for b, (cy, cx) in enumerate(calibs)
     ]
-    return torch.stack(maps)  # (B, C, H, W)
+    out = torch.stack(maps)  # (B, M, C, H, W)
+    return out[:, 0] if num_maps == 1 else out
 
 
 def kernel_for_calibration(cy: int, cx: int, kernel_size: int) -> int:
@@ -266,9 +282,10 @@ def kernel_for_calibration(cy: int, cx: int, kernel_size: int) -> int:
 
 
 def _espirit_single(
-    kspace: torch.Tensor, cy: int, cx: int, k: int, threshold: float, crop: float
+    kspace: torch.Tensor, cy: int, cx: int, k: int, threshold: float, crops: Sequence[float]
 ) -> torch.Tensor:
-    """ESPIRiT for one element: ``kspace (C, H, W)`` -> maps ``(C, H, W)``."""
+    """ESPIRiT for one element: ``kspace (C, H, W)`` -> maps ``(M, C, H, W)``, a crop per set."""
+    num = len(crops)
     C, H, W = kspace.shape
     if not (cy <= H and cx <= W):
         raise ValueError(f"calibration region {(cy, cx)} must lie within k-space {(H, W)}")
@@ -284,7 +301,7 @@ def _espirit_single(
     mat = win.permute(1, 2, 0, 3, 4).reshape(-1, C * k * k)  # (windows, C*k*k)
     _, s, vh = torch.linalg.svd(mat, full_matrices=False)
     if not bool(s[0] > 0):  # all-zero calibration data (e.g. a dropped slice): no kernel
-        return torch.zeros_like(kspace)
+        return kspace.new_zeros(num, C, H, W)
     # Rows of V^H span the row space of the calibration matrix.
     kernels = vh[s > threshold * s[0]].reshape(-1, C, k, k)  # (n, C, k, k)
 
@@ -307,16 +324,17 @@ def _espirit_single(
     m = torch.fft.ifft2(g_full, dim=(0, 1), norm="forward")  # (H, W, C, C)
 
     eigval, eigvec = torch.linalg.eigh(m)  # (H, W, C), (H, W, C, C), ascending
-    top_val = eigval[..., -1]  # (H, W)
-    maps = eigvec[..., -1]  # (H, W, C), unit norm
+    top_val = eigval[..., -num:].flip(-1)  # (H, W, M), largest first
+    maps = eigvec[..., -num:].flip(-1)  # (H, W, C, M), unit-norm columns
 
     # Phase reference: first principal component of the calibration coil data.
     u, _, _ = torch.linalg.svd(cal.reshape(C, -1), full_matrices=False)
-    ref = torch.einsum("c,hwc->hw", u[:, 0].conj().to(maps.dtype), maps)  # (H, W)
+    ref = torch.einsum("c,hwcm->hwm", u[:, 0].conj().to(maps.dtype), maps)  # (H, W, M)
     mag = ref.abs()
     phase = torch.where(mag > 0, ref / mag.clamp_min(torch.finfo(mag.dtype).tiny), 1)
-    maps = maps * phase.conj()[..., None] * (top_val > crop)[..., None]
-    return maps.permute(2, 0, 1).contiguous()  # (C, H, W)
+    support = top_val > torch.tensor(list(crops), dtype=top_val.dtype, device=top_val.device)
+    maps = maps * (phase.conj() * support)[..., None, :]  # (H, W, C, M)
+    return maps.permute(3, 2, 0, 1).contiguous()  # (M, C, H, W)
 
 
 def _check_kspace(kspace: torch.Tensor) -> None:

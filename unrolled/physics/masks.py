@@ -25,6 +25,8 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import torch
 
+from unrolled.physics.calibration import center_mask_1d
+
 Seed = int | tuple[int, ...] | None
 
 
@@ -40,16 +42,6 @@ def temp_seed(rng: np.random.RandomState, seed: Seed) -> Iterator[None]:
         yield
     finally:
         rng.set_state(state)
-
-
-def center_mask_1d(num_cols: int, num_low_frequencies: int) -> np.ndarray:
-    """fastMRI's centre block: ``float32`` ``(num_cols,)``, ones at ``[pad, pad + n)`` with
-    ``n = num_low_frequencies`` and ``pad = (num_cols - n + 1) // 2`` (contains ``num_cols // 2``).
-    """
-    mask = np.zeros(num_cols, dtype=np.float32)
-    pad = (num_cols - num_low_frequencies + 1) // 2
-    mask[pad : pad + num_low_frequencies] = 1
-    return mask
 
 
 def _as_int_acceleration(acceleration: float) -> int:

@@ -7,7 +7,9 @@ the normal operator ``A^H A``; ``A.H`` is itself an operator whose ``.H`` is
 
 Shapes follow the package convention: complex images ``(B, H, W)``, coil
 k-space ``(B, C, H, W)``, masks broadcastable to ``(B, 1, H, W)`` (1.0 where
-sampled). Everything is native complex; masks are real.
+sampled). Everything is native complex; masks are real. With ``M`` sets of
+coil maps (soft-SENSE) the maps are ``(B, M, C, H, W)`` and the images
+``(B, M, H, W)``; see :class:`SenseOp`.
 """
 
 from __future__ import annotations
@@ -76,34 +78,82 @@ class CartesianOp(LinearOperator):
 
 
 class SenseOp(LinearOperator):
-    """Multicoil SENSE operator ``y_c = M F (S_c x)``.
+    """Multicoil SENSE operator ``y_c = M F (sum_m S_{m,c} x_m)``, one or more sets of maps.
+
+    One set of maps (the usual SENSE model): ``maps`` ``(B, C, H, W)``, image ``(B, H, W)``.
+    ``M`` sets (soft-SENSE, ESPIRiT with more than one eigenvector per pixel; Uecker et al.,
+    MRM 71:990-1001, 2014, eq. 13; BART ``pics`` with ``ecalib -m M`` maps): ``maps``
+    ``(B, M, C, H, W)``, image ``(B, M, H, W)``, one complex image per set, and the coil
+    images are the sum over sets. The set axis sits where the coil axis of a single set
+    would be, so ``maps[:, m]`` is an ordinary ``(B, C, H, W)`` set. With ``M = 1`` given as
+    ``(B, 1, C, H, W)`` the operator equals the single-set one on ``x[:, 0]``.
 
     Args:
-        maps: coil sensitivity maps, ``(B, C, H, W)`` complex.
+        maps: coil sensitivity maps, ``(B, C, H, W)`` or ``(B, M, C, H, W)`` complex.
         mask: sampling mask broadcastable to ``(B, C, H, W)``, e.g. ``(B, 1, H, W)``.
 
-    ``A(x)``: image ``(B, H, W)`` -> k-space ``(B, C, H, W)``.
-    ``A.H(y)``: k-space ``(B, C, H, W)`` -> image ``(B, H, W)``.
+    ``A(x)``: image ``(B, H, W)`` / ``(B, M, H, W)`` -> k-space ``(B, C, H, W)``.
+    ``A.H(y)``: k-space ``(B, C, H, W)`` -> image ``(B, H, W)`` / ``(B, M, H, W)``.
+
+    Raises:
+        ValueError: ``maps`` is neither 4- nor 5-dimensional.
     """
 
     def __init__(self, maps: torch.Tensor, mask: torch.Tensor) -> None:
-        if maps.dim() != 4:
-            raise ValueError(f"maps must be (B, C, H, W), got shape {tuple(maps.shape)}")
+        if maps.dim() not in (4, 5):
+            raise ValueError(
+                f"maps must be (B, C, H, W) or (B, M, C, H, W), got shape {tuple(maps.shape)}"
+            )
         self.maps = maps
         self.mask = mask
 
+    @property
+    def num_maps(self) -> int:
+        """Number of map sets ``M`` (1 for ``(B, C, H, W)`` maps)."""
+        return 1 if self.maps.dim() == 4 else self.maps.shape[1]
+
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.mask * fft2c(self.maps * x.unsqueeze(1))  # (B, C, H, W)
+        return self.mask * fft2c(expand_coils(x, self.maps))  # (B, C, H, W)
 
     def _adjoint(self, y: torch.Tensor) -> torch.Tensor:
-        return (self.maps.conj() * ifft2c(self.mask * y)).sum(dim=1)  # (B, H, W)
+        return combine_coils(ifft2c(self.mask * y), self.maps)  # (B, H, W) or (B, M, H, W)
 
 
 def expand_coils(x: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
-    """Coil images ``S_c x``: ``(B, H, W)`` -> ``(B, C, H, W)``."""
+    """Coil images ``S_c x`` (one set) or ``sum_m S_{m,c} x_m`` (``M`` sets), ``(B, C, H, W)``.
+
+    Args:
+        x: image ``(B, H, W)`` for maps ``(B, C, H, W)``; ``(B, M, H, W)`` for maps
+            ``(B, M, C, H, W)``.
+        maps: coil sensitivities, complex.
+    """
+    if maps.dim() == 5:
+        return (maps * x.unsqueeze(2)).sum(dim=1)  # (B, M, C, H, W) -> (B, C, H, W)
     return maps * x.unsqueeze(1)
 
 
 def combine_coils(coil_images: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
-    """SENSE coil combination ``sum_c conj(S_c) x_c``: ``(B, C, H, W)`` -> ``(B, H, W)``."""
+    """SENSE coil combination ``sum_c conj(S_{m,c}) x_c``, the adjoint of :func:`expand_coils`.
+
+    Args:
+        coil_images: ``(B, C, H, W)`` complex.
+        maps: ``(B, C, H, W)`` (one set) or ``(B, M, C, H, W)`` (``M`` sets).
+
+    Returns:
+        ``(B, H, W)`` for one set, ``(B, M, H, W)`` for ``M`` sets.
+    """
+    if maps.dim() == 5:
+        return (maps.conj() * coil_images.unsqueeze(1)).sum(dim=2)  # (B, M, H, W)
     return (maps.conj() * coil_images).sum(dim=1)
+
+
+def combine_sets(x: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
+    """Magnitude image from a SENSE solution: ``|x|`` for one set, the root-sum-of-squares
+    over the sets ``sqrt(sum_m |x_m|^2)`` for ``M`` sets (BART's ``rss`` over the maps axis
+    of a ``pics`` result), ``(B, H, W)`` float.
+
+    Args:
+        x: ``(B, H, W)`` (maps ``(B, C, H, W)``) or ``(B, M, H, W)`` (maps ``(B, M, C, H, W)``).
+        maps: the maps ``x`` belongs to (only their layout is read).
+    """
+    return x.abs() if maps.dim() == 4 else torch.linalg.vector_norm(x, dim=1)

@@ -29,7 +29,7 @@ def save_image_grid(
     """
     from matplotlib.figure import Figure  # no pyplot: leaves the user's backend alone
 
-    from unrolled.evaluation.metrics import psnr, ssim
+    from unrolled.metrics import psnr, ssim
 
     ncols = max(len(r) for r in rows)
     fig = Figure(figsize=(2.2 * ncols + 1.2, 2.5 * len(rows)), layout="constrained")

@@ -54,10 +54,10 @@ import torch
 from torch import nn
 
 from unrolled.data.sample import Sample
+from unrolled.losses import SSIML1Loss
 from unrolled.models.sensitivity import EspiritSensitivity
-from unrolled.physics.coils import MIN_CALIB_ROWS
+from unrolled.physics.calibration import calibration_block
 from unrolled.physics.splitting import SELECTIONS, split_mask
-from unrolled.training.losses import SSIML1Loss
 from unrolled.training.module import OptimizerFactory, ReconModule, SchedulerFactory, all_ranks
 
 Key = tuple[str, int]
@@ -159,7 +159,7 @@ class SSDUModule(ReconModule):
             and returning an object with ``.kspace`` (final coil k-space,
             ``(B, C, H, W)``) and ``.image``.
         loss: ``loss(pred_kspace, measured_kspace, mask) -> scalar`` on coil
-            k-space (e.g. :class:`~unrolled.training.losses.KSpaceL1L2Loss`).
+            k-space (e.g. :class:`~unrolled.losses.KSpaceL1L2Loss`).
         optimizer: factory ``params -> Optimizer``.
         scheduler: factory ``(optimizer, total_steps) -> LRScheduler``, or ``None``.
         config: the resolved run configuration, stored in every checkpoint.
@@ -199,7 +199,8 @@ class SSDUModule(ReconModule):
             nlf = batch.num_low_frequencies.reshape(-1).tolist()
             # ESPIRiT's calibration block, one row and column wider on each side so that
             # it is covered whichever way an odd-sized block is centred
-            protect = [(min(h, max(int(n), MIN_CALIB_ROWS)) + 2, int(n) + 2) for n in nlf]
+            blocks = [calibration_block(h, n) for n in nlf]
+            protect = [(rows + 2, cols + 2) for rows, cols in blocks]
         return self.split(batch.mask, slice_keys(batch), step, protect)
 
     def ssdu_loss(self, batch: Sample, step: int | None) -> tuple[torch.Tensor, torch.Tensor]:

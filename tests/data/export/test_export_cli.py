@@ -1,59 +1,25 @@
 """unrolled-reconstruct output_format=[h5,nifti,dicom]: what a user gets, all or nothing."""
 
-import contextlib
 import hashlib
-import io
 import shutil
-import sys
 from pathlib import Path
-from unittest import mock
 
 import h5py
 import nibabel as nib
 import numpy as np
 import pydicom
 import pytest
-import torch
+from helpers.common import run_cli
 
 SECRET = "Doe^Jane-19700101"  # the input's patient_id: must not reach any output
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread_module")
 
 
 def _main(cwd, *overrides):
     """``unrolled-reconstruct`` in this process: ``(exit status, stdout, stderr)``."""
-    from hydra.core.global_hydra import GlobalHydra
-
-    from unrolled.cli.reconstruct import main
-
-    argv = [
-        "unrolled-reconstruct",
-        f"hydra.run.dir={cwd / 'hydra'}",
-        "hydra/job_logging=disabled",
-        "hydra/hydra_logging=disabled",
-        "progress=false",
-        "method=zero_filled",
-        *overrides,
-    ]
-    out, err = io.StringIO(), io.StringIO()
-    GlobalHydra.instance().clear()
-    with (
-        mock.patch.object(sys, "argv", argv),
-        contextlib.redirect_stdout(out),
-        contextlib.redirect_stderr(err),
-    ):
-        try:
-            main()
-            code = 0
-        except SystemExit as e:
-            code = e.code
-    return code, out.getvalue(), err.getvalue()
+    return run_cli("reconstruct", cwd / "hydra", "progress=false", "method=zero_filled", *overrides)
 
 
 @pytest.fixture

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from helpers.process_group import run_group
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "siemens_twix"
 GRE = FIXTURES / "gre.dat"
@@ -40,25 +40,10 @@ def need(tool: str) -> str:
     return path
 
 
-def run(args: list[str], cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+def run(args: list, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
     """Run a command in its own process group; kill the group on a timeout."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "offline"}
-    proc = subprocess.Popen(
-        [str(a) for a in args],
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
-        raise
-    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+    return run_group(args, timeout, cwd=cwd, env=env)
 
 
 def cli(name: str) -> str:

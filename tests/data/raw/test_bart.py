@@ -13,7 +13,7 @@ from unrolled.data.fastmri_io import read_slice
 from unrolled.data.raw import convert, plan_conversion
 from unrolled.data.raw.cfl import read_cfl, write_cfl
 from unrolled.data.transforms import UnrolledTransform
-from unrolled.evaluation.baselines import CGSense
+from unrolled.methods.classical import CGSense
 
 
 def test_read_bart_phantom(tmp_path):

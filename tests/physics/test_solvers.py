@@ -1,25 +1,18 @@
 """Batched conjugate gradient against a direct solve."""
 
 import torch
+from helpers.common import crandn
 
-from unrolled.physics.cg import conjugate_gradient
 from unrolled.physics.operators import SenseOp
-
-
-def _crandn(*shape, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    return torch.complex(
-        torch.randn(*shape, generator=g, dtype=torch.float64),
-        torch.randn(*shape, generator=g, dtype=torch.float64),
-    )
+from unrolled.physics.solvers import conjugate_gradient
 
 
 def test_cg_matches_direct_solve_on_sense_normal_equations():
     b, c, h, w, lam = 2, 3, 6, 5, 0.05
-    maps = _crandn(b, c, h, w, seed=1)
+    maps = crandn(b, c, h, w, seed=1)
     mask = (torch.rand(b, 1, 1, w, generator=torch.Generator().manual_seed(2)) > 0.5).double()
     op = SenseOp(maps, mask)
-    rhs = _crandn(b, h, w, seed=3)
+    rhs = crandn(b, h, w, seed=3)
     x = conjugate_gradient(lambda v: op.normal(v) + lam * v, rhs, max_iter=200, tol=1e-12)
     for i in range(b):
         # Dense matrix of the normal operator for sample i, column by column.
@@ -47,9 +40,9 @@ def test_cg_real_spd_and_warm_start():
 
 
 def test_cg_is_differentiable_in_lambda():
-    maps = _crandn(1, 2, 4, 4, seed=4)
+    maps = crandn(1, 2, 4, 4, seed=4)
     op = SenseOp(maps, torch.ones(1, 1, 1, 1, dtype=torch.float64))
-    rhs = _crandn(1, 4, 4, seed=5)
+    rhs = crandn(1, 4, 4, seed=5)
     lam = torch.tensor(0.3, dtype=torch.float64, requires_grad=True)
 
     def f(lam_):

@@ -7,10 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers.common import crandn, inner
 from torch import nn
 
 from unrolled.evaluation import tuning
-from unrolled.evaluation.cs import CSTV, CSWavelet, fista, lipschitz_bound
+from unrolled.methods.cs import CSTV, CSWavelet, fista, lipschitz_bound
 from unrolled.physics.coils import rss
 from unrolled.physics.fft import fft2c, ifft2c
 from unrolled.physics.operators import SenseOp
@@ -20,25 +21,7 @@ from unrolled.physics.wavelets import WaveletOp, max_levels, padded_shape, soft_
 CONF = Path(__file__).resolve().parents[2] / "conf" / "method"
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """These problems are tiny: intra-op threads only add synchronisation (badly so on a
-    loaded 2-core machine, where it made this module 20x slower)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def _crandn(*shape, seed=0, dtype=torch.complex128):
-    g = torch.Generator().manual_seed(seed)
-    real = torch.randn(*shape, generator=g, dtype=torch.float64)
-    imag = torch.randn(*shape, generator=g, dtype=torch.float64)
-    return torch.complex(real, imag).to(dtype)
-
-
-def _inner(a, b):
-    return torch.vdot(a.flatten(), b.flatten())
+pytestmark = pytest.mark.usefixtures("one_thread_test")
 
 
 def _smooth_maps(b, c, h, w, dtype=torch.complex64):
@@ -92,7 +75,7 @@ def _problem(b=2, c=4, h=32, w=32, accel=3, seed=0):
     cols = (torch.rand(b, 1, 1, w, generator=g) < 1 / accel).float()
     cols[..., w // 2 - 3 : w // 2 + 3] = 1
     mask = cols.expand(b, 1, h, w).contiguous()
-    noise = 0.01 * _crandn(b, c, h, w, seed=seed + 1, dtype=torch.complex64)
+    noise = 0.01 * crandn(b, c, h, w, seed=seed + 1, dtype=torch.complex64)
     kspace = mask * (fft2c(maps * x.unsqueeze(1)) + noise)
     return kspace, mask, maps, x
 
@@ -107,11 +90,11 @@ def test_soft_threshold_is_the_complex_l1_prox():
     torch.testing.assert_close(out, expected)
     torch.testing.assert_close(soft_threshold(c, 0.0), c)
     # prox optimality: no random perturbation lowers 1/2|z - c|^2 + t|z|
-    v = _crandn(200, seed=1)
+    v = crandn(200, seed=1)
     z = soft_threshold(v, 0.7)
     f = lambda u: 0.5 * (u - v).abs() ** 2 + 0.7 * u.abs()  # noqa: E731
     for s in range(5):
-        assert bool((f(z) <= f(z + 0.05 * _crandn(200, seed=10 + s)) + 1e-12).all())
+        assert bool((f(z) <= f(z + 0.05 * crandn(200, seed=10 + s)) + 1e-12).all())
 
 
 @pytest.mark.parametrize(
@@ -120,14 +103,14 @@ def test_soft_threshold_is_the_complex_l1_prox():
 )
 def test_wavelet_is_orthogonal_and_matches_ptwt(shape, levels, wavelet):
     psi = WaveletOp(shape, wavelet, levels, dtype=torch.complex128)
-    x = _crandn(3, *shape, seed=2)
+    x = crandn(3, *shape, seed=2)
     c = psi(x)
     assert c.shape == x.shape and c.dtype == x.dtype
     torch.testing.assert_close(psi.H(c), x, atol=1e-10, rtol=0)  # perfect reconstruction
-    d = _crandn(3, *shape, seed=3)
+    d = crandn(3, *shape, seed=3)
     torch.testing.assert_close(psi(psi.H(d)), d, atol=1e-10, rtol=0)  # W W^H = I: no redundancy
     torch.testing.assert_close(c.norm(), x.norm())
-    assert abs(_inner(c, d) - _inner(x, psi.H(d))) < 1e-10 * x.norm() * d.norm()
+    assert abs(inner(c, d) - inner(x, psi.H(d))) < 1e-10 * x.norm() * d.norm()
     # same coefficients as ptwt's own matrix transform (real part; W is real)
     ptwt = pytest.importorskip("ptwt")
     with warnings.catch_warnings():  # torch's notices on ptwt's sparse matrices
@@ -150,18 +133,18 @@ def test_wavelet_shape_checks():
 
 def test_finite_differences_adjoint_norm_and_tv():
     d = FiniteDifferenceOp()
-    x, p = _crandn(2, 7, 9, seed=4), _crandn(2, 2, 7, 9, seed=5)
-    assert abs(_inner(d(x), p) - _inner(x, d.H(p))) < 1e-12 * x.norm() * p.norm()
-    v = _crandn(1, 24, 24, seed=6)
+    x, p = crandn(2, 7, 9, seed=4), crandn(2, 2, 7, 9, seed=5)
+    assert abs(inner(d(x), p) - inner(x, d.H(p))) < 1e-12 * x.norm() * p.norm()
+    v = crandn(1, 24, 24, seed=6)
     for _ in range(200):  # power iteration: ||D||^2 <= 8
         v = d.normal(v)
         v = v / v.norm()
-    assert 7.5 < float(_inner(v, d.normal(v)).real) <= 8.0
+    assert 7.5 < float(inner(v, d.normal(v)).real) <= 8.0
     torch.testing.assert_close(tv_norm(torch.full((2, 6, 5), 3 - 2j)), torch.zeros(2))
     step = torch.zeros(1, 6, 5, dtype=torch.complex64)
     step[..., 3:] = 2j  # a vertical edge of height 2 over 6 rows
     torch.testing.assert_close(tv_norm(step), torch.tensor([12.0]))
-    g = project_l2_ball(_crandn(2, 2, 5, 5, seed=7), 0.5)
+    g = project_l2_ball(crandn(2, 2, 5, 5, seed=7), 0.5)
     assert float(g.abs().pow(2).sum(dim=1).sqrt().max()) <= 0.5 + 1e-12
 
 
@@ -170,7 +153,7 @@ def test_lipschitz_bound_is_one_and_tight_for_normalised_maps():
     op = SenseOp(maps.to(torch.complex128), mask.double())
     torch.testing.assert_close(lipschitz_bound(op), torch.ones(2, dtype=torch.float64))
     full = SenseOp(maps.to(torch.complex128), torch.ones_like(mask).double())
-    v = _crandn(2, 32, 32, seed=8)
+    v = crandn(2, 32, 32, seed=8)
     for _ in range(50):
         v = op.normal(v)
         v = v / v.flatten(1).norm(dim=1).reshape(-1, 1, 1)

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from unrolled.data.sample import Sample
-from unrolled.evaluation.metrics import ssim_map
+from unrolled.metrics import ssim_map
 from unrolled.physics.coils import center_crop
 
 

@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from unrolled.data.fastmri_io import read_slice
-from unrolled.evaluation.baselines import CGSense
-from unrolled.evaluation.fusion import (
+from unrolled.methods.classical import CGSense
+from unrolled.methods.fusion import (
     MotionFusion,
     fit_motion,
     lowpass_weight,
@@ -24,7 +24,7 @@ from unrolled.evaluation.fusion import (
     random_motion,
     wrap_motion,
 )
-from unrolled.evaluation.metrics import psnr, ssim
+from unrolled.metrics import psnr, ssim
 from unrolled.physics.coils import center_crop
 from unrolled.physics.masks import RandomMaskFunc
 from unrolled.physics.motion import simulate_acquisitions
@@ -34,12 +34,7 @@ TRANSLATION_TOL = 0.25  # pixels, Euclidean error of (dy, dx)
 ANGLE_TOL = 0.5  # degrees
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread_module")
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ Both solve, per slice and batched over ``(B, H, W)``,
 
     min_x  1/2 ||A x - y||^2 + lam * s * R(x),        A = M F S  (SENSE, ESPIRiT maps)
 
-and are called like :class:`~unrolled.evaluation.baselines.CGSense`:
+and are called like :class:`~unrolled.methods.classical.CGSense`:
 ``method(kspace, mask, num_low_frequencies, keys=None)`` returns an
 :class:`~unrolled.models.unrolled.UnrolledOutput` whose image is ``|x|``
 (the RSS convention for maps with ``sum_c |S_c|^2 = 1``).
@@ -49,16 +49,18 @@ early-stopped (accelerated) Landweber SENSE.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 
 import torch
 from torch import nn
 
+from unrolled.methods.weight_selection import KSpaceCrossValidation
 from unrolled.models.sensitivity import EspiritSensitivity
 from unrolled.models.unrolled import UnrolledOutput
 from unrolled.physics.coils import rss
 from unrolled.physics.fft import fft2c, ifft2c
-from unrolled.physics.operators import SenseOp
+from unrolled.physics.operators import SenseOp, expand_coils
 from unrolled.physics.tv import GRAD_NORM_SQ, FiniteDifferenceOp, project_l2_ball, tv_norm
 from unrolled.physics.wavelets import WaveletOp, max_levels, padded_shape, soft_threshold
 
@@ -71,9 +73,18 @@ def _bcast(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 
 
 def lipschitz_bound(op: SenseOp) -> torch.Tensor:
-    """``max|M|^2 * max_r sum_c |S_c(r)|^2 >= ||A||^2`` per sample, ``(B,)`` float."""
+    """``max|M|^2 * max_r ||S(r)||^2 >= ||A||^2`` per sample, ``(B,)`` float.
+
+    ``||S(r)||^2`` is ``sum_c |S_c(r)|^2`` for one set of maps and the largest eigenvalue
+    of the per-pixel ``M x M`` Gram matrix ``S(r)^H S(r)`` for ``M`` sets (1 for
+    orthonormal ESPIRiT sets, where the sum over sets would give ``M``).
+    """
     b = op.maps.shape[0]
-    coil_energy = op.maps.abs().pow(2).sum(dim=1).flatten(1).amax(dim=1)  # (B,)
+    if op.maps.dim() == 5:  # (B, M, C, H, W)
+        gram = torch.einsum("bmchw,bnchw->bhwmn", op.maps.conj(), op.maps)  # (B, H, W, M, M)
+        coil_energy = torch.linalg.eigvalsh(gram)[..., -1].flatten(1).amax(dim=1)  # (B,)
+    else:
+        coil_energy = op.maps.abs().pow(2).sum(dim=1).flatten(1).amax(dim=1)  # (B,)
     mask_max = op.mask.abs().pow(2).reshape(op.mask.shape[0], -1).amax(dim=1).expand(b)
     return coil_energy * mask_max
 
@@ -120,13 +131,26 @@ def fista(
 class _SenseCS(nn.Module):
     """Shared parts: ESPIRiT maps, scale normalisation, step size and output convention."""
 
-    def __init__(self, lam: float, num_iter: int, espirit: EspiritSensitivity | None) -> None:
+    def __init__(
+        self,
+        lam: float,
+        num_iter: int,
+        espirit: EspiritSensitivity | None,
+        weight_selection: KSpaceCrossValidation | None = None,
+    ) -> None:
         super().__init__()
         if lam < 0 or num_iter < 0:
             raise ValueError(f"lam and num_iter must be >= 0, got {lam}, {num_iter}")
         self.lam = lam
         self.num_iter = num_iter
-        self.espirit = espirit or EspiritSensitivity()
+        self.espirit = espirit or EspiritSensitivity(num_maps=None)
+        self.weight_selection = weight_selection
+
+    def solve_with_weight(self, lam: float, op: SenseOp, kspace: torch.Tensor) -> torch.Tensor:
+        """:meth:`solve` with weight ``lam`` instead of ``self.lam`` (``self`` is unchanged)."""
+        method = copy.copy(self)  # shallow: shares the ESPIRiT estimator, not the weight
+        method.lam = lam
+        return method.solve(op, kspace)
 
     def regulariser(self, x: torch.Tensor) -> torch.Tensor:
         """``R(x)`` per image, ``(B, H, W)`` -> ``(B,)``."""
@@ -154,7 +178,8 @@ class _SenseCS(nn.Module):
     def solve(
         self, op: SenseOp, kspace: torch.Tensor, callback: Callback | None = None
     ) -> torch.Tensor:
-        """The complex SENSE image ``x`` ``(B, H, W)`` for a given operator (maps, mask).
+        """The complex SENSE image ``x`` ``(B, H, W)`` (``(B, M, H, W)`` for ``M`` sets of
+        maps) for a given operator (maps, mask).
 
         Starts from ``A^H y``; ``callback`` sees every iterate in the data's units.
         """
@@ -166,10 +191,21 @@ class _SenseCS(nn.Module):
 
     @torch.no_grad()
     def forward(self, kspace, mask, num_low_frequencies, keys=None, return_cascades=False):
-        """Reconstruct ``kspace`` ``(B, C, H, W)`` sampled by ``mask`` ``(B, 1, H, W)``."""
-        maps = self.espirit(kspace, mask, num_low_frequencies, keys=keys)  # (B, C, H, W)
-        x = self.solve(SenseOp(maps, mask), kspace)  # (B, H, W)
-        k = fft2c(maps * x.unsqueeze(1))  # (B, C, H, W)
+        """Reconstruct ``kspace`` ``(B, C, H, W)`` sampled by ``mask`` ``(B, 1, H, W)``.
+
+        With ``M`` sets of maps (``(B, M, C, H, W)``) every set's image is regularised
+        alike and the output image is the RSS of the coil images, equal to the RSS over the
+        sets for ESPIRiT's per-pixel orthonormal sets.
+        """
+        maps = self.espirit(kspace, mask, num_low_frequencies, keys=keys)  # (B, [M,] C, H, W)
+        if self.weight_selection is None:
+            x = self.solve(SenseOp(maps, mask), kspace)  # (B, [M,] H, W)
+        else:  # lam chosen per slice by k-space cross-validation
+            sel = self.weight_selection
+            x, _ = sel.reconstruct(
+                self.solve_with_weight, maps, kspace, mask, num_low_frequencies, self.lam
+            )
+        k = fft2c(expand_coils(x, maps))  # (B, C, H, W)
         return UnrolledOutput(rss(ifft2c(k), dim=1), k, maps, [])
 
 
@@ -183,7 +219,11 @@ class CSWavelet(_SenseCS):
         levels: decomposition levels (fewer when the image is too small).
         restart: FISTA's adaptive restart.
         espirit: the ESPIRiT estimator (pass one to share its cache across methods);
-            default: ESPIRiT's defaults (maps kept everywhere, ``crop=0``).
+            default: ESPIRiT's defaults (maps kept everywhere, ``crop=0``), one or two sets
+            chosen per slice (``num_maps=None``; two where the field of view is too small).
+        weight_selection: choose ``lam`` per slice from the slice's own samples
+            (:class:`~unrolled.methods.weight_selection.KSpaceCrossValidation`);
+            ``None``: the fixed ``lam``.
     """
 
     def __init__(
@@ -194,8 +234,9 @@ class CSWavelet(_SenseCS):
         levels: int = 4,
         restart: bool = True,
         espirit: EspiritSensitivity | None = None,
+        weight_selection: KSpaceCrossValidation | None = None,
     ) -> None:
-        super().__init__(lam, num_iter, espirit)
+        super().__init__(lam, num_iter, espirit, weight_selection)
         self.wavelet = wavelet
         self.levels = levels
         self.restart = restart
@@ -210,7 +251,7 @@ class CSWavelet(_SenseCS):
 
     def regulariser(self, x: torch.Tensor) -> torch.Tensor:
         psi = self.transform(x.shape[-2:], x)
-        c = psi(_pad(x, psi.shape))  # (B, H', W')
+        c = _per_set(psi, _pad(x, psi.shape), x.dim() == 4)  # (B, [M,] H', W')
         return (c.abs() * psi.detail_mask()).flatten(1).sum(dim=1)
 
     def _solve(self, op, y, x0, lip, cb):
@@ -223,8 +264,9 @@ class CSWavelet(_SenseCS):
             return _pad(op.normal(x[..., :h, :w]), psi.shape) - aty
 
         def prox(v, step):
-            thresh = _bcast(step * self.lam, v) * detail  # (B, H', W'), 0 on the approximation
-            return psi.H(soft_threshold(psi(v), thresh))
+            thresh = _bcast(step * self.lam, v) * detail  # (B, [1,] H', W'), 0 on the approx.
+            sets = v.dim() == 4  # (B, M, H', W')
+            return _per_set(psi.H, soft_threshold(_per_set(psi, v, sets), thresh), sets)
 
         crop_cb = None if cb is None else (lambda x: cb(x[..., :h, :w]))
         x = fista(grad, prox, _pad(x0, psi.shape), 1 / lip, self.num_iter, self.restart, crop_cb)
@@ -248,7 +290,11 @@ class CSTV(_SenseCS):
             data term still converges quickly as ``lam -> 0`` (the condition
             then allows steps up to ``2 / L``, where plain gradient descent stalls).
         espirit: the ESPIRiT estimator (pass one to share its cache across methods);
-            default: ESPIRiT's defaults (maps kept everywhere, ``crop=0``).
+            default: ESPIRiT's defaults (maps kept everywhere, ``crop=0``), one or two sets
+            chosen per slice (``num_maps=None``; two where the field of view is too small).
+        weight_selection: choose ``lam`` per slice from the slice's own samples
+            (:class:`~unrolled.methods.weight_selection.KSpaceCrossValidation`);
+            ``None``: the fixed ``lam``.
     """
 
     def __init__(
@@ -258,31 +304,42 @@ class CSTV(_SenseCS):
         dual_step: float = 5.0,
         max_primal_step: float = 1.5,
         espirit: EspiritSensitivity | None = None,
+        weight_selection: KSpaceCrossValidation | None = None,
     ) -> None:
-        super().__init__(lam, num_iter, espirit)
+        super().__init__(lam, num_iter, espirit, weight_selection)
         if dual_step <= 0 or max_primal_step <= 0:
             raise ValueError(f"steps must be positive, got {dual_step}, {max_primal_step}")
         self.dual_step = dual_step
         self.max_primal_step = max_primal_step
 
     def regulariser(self, x: torch.Tensor) -> torch.Tensor:
-        return tv_norm(x)
+        return tv_norm(x.reshape(-1, *x.shape[-2:])).reshape(x.shape[0], -1).sum(dim=1)
 
     def _solve(self, op, y, x0, lip, cb):
         d = FiniteDifferenceOp()
         sigma = self.dual_step * self.lam
         tau = torch.minimum(0.99 / (lip / 2 + GRAD_NORM_SQ * sigma), self.max_primal_step / lip)
-        tau = _bcast(tau, x0)  # (B, 1, 1)
+        tau = _bcast(tau, x0)  # (B, 1, 1) ((B, 1, 1, 1) for M sets)
         aty = op.H(y)
         x = x0
-        p = torch.zeros_like(d(x0))  # (B, 2, H, W)
+        sets = op.maps.dim() == 5  # x0 (B, M, H, W)
+        p = torch.zeros_like(_per_set(d, x0, sets))  # (B, [M,] 2, H, W)
         for _ in range(self.num_iter):
-            x_new = x - tau * (op.normal(x) - aty + d.H(p))
-            p = project_l2_ball(p + sigma * d(2 * x_new - x), self.lam)
+            x_new = x - tau * (op.normal(x) - aty + _per_set(d.H, p, sets))
+            p = p + sigma * _per_set(d, 2 * x_new - x, sets)
+            p = _per_set(lambda g: project_l2_ball(g, self.lam), p, sets)
             x = x_new
             if cb is not None:
                 cb(x)
         return x
+
+
+def _per_set(
+    op: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, sets: bool
+) -> torch.Tensor:
+    """``op`` (acting on a batch ``(N, ...)``) applied to each set of ``x`` ``(B, M, ...)``
+    when ``sets`` (soft-SENSE: the sets are folded into the batch); to ``x`` itself otherwise."""
+    return op(x.flatten(0, 1)).unflatten(0, x.shape[:2]) if sets else op(x)
 
 
 def _pad(x: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:

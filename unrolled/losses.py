@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from unrolled.evaluation.metrics import ssim_map
+from unrolled.metrics import ssim_map
 
 
 class SSIML1Loss(nn.Module):

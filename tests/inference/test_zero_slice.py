@@ -22,7 +22,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from unrolled.cli.common import CONFIG_DIR
-from unrolled.evaluation.inference import list_volumes, reconstruct_volumes
+from unrolled.inference.folder import list_volumes, reconstruct_volumes
 from unrolled.models.sensitivity import ZeroCalibrationWarning
 from unrolled.physics.coils import espirit
 from unrolled.physics.masks import RandomMaskFunc
@@ -32,12 +32,7 @@ METHODS = sorted(p.stem for p in (Path(CONFIG_DIR) / "method").glob("*.yaml"))
 WARNING_METHODS = {"cg_sense", "cs_wavelet", "cs_tv", "zeroshot", "varnet_fastmri"}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread_test")
 
 
 @pytest.fixture(scope="module")

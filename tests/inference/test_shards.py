@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from unrolled.evaluation.inference import list_volumes
+from unrolled.inference.folder import list_volumes
 
 
 @pytest.fixture(scope="module")

@@ -43,12 +43,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from unrolled.data.errors import DataError
-from unrolled.models.sensitivity import EspiritSensitivity, calibration_columns
+from unrolled.data.checkpoint import network_state, read_checkpoint
+from unrolled.losses import KSpaceL1L2Loss
+from unrolled.methods.zeroshot_history import ScanHistory, StepRecord
+from unrolled.models.sensitivity import EspiritSensitivity
 from unrolled.models.unrolled import UnrolledOutput
+from unrolled.physics.calibration import calibration_columns
 from unrolled.physics.splitting import split_mask
-from unrolled.training.losses import KSpaceL1L2Loss
-from unrolled.training.zeroshot_history import ScanHistory, StepRecord
 
 log = logging.getLogger(__name__)
 
@@ -217,8 +218,9 @@ class ZeroShot(nn.Module):
         num_low_frequencies: torch.Tensor,
         key: tuple = (0,),
         monitor: Monitor | None = None,
+        init: nn.Module | None = None,
     ) -> tuple[nn.Module, ScanHistory]:
-        """Fit a fresh copy of the network to one slice.
+        """Fit a fresh copy of the network (or of ``init``) to one slice.
 
         Args:
             kspace: ``(1, C, H, W)`` measured coil k-space, zero where not sampled.
@@ -227,6 +229,7 @@ class ZeroShot(nn.Module):
             key: the slice's name in the history (and the ESPIRiT cache of the copy).
             monitor: called after each validation (no gradients) with the network;
                 its time is left off the clock (budget, schedule, ``seconds``).
+            init: fit a copy of this network instead (e.g. a neighbouring slice's fit).
 
         Returns:
             ``(fitted network with the best weights, history)``.
@@ -241,7 +244,7 @@ class ZeroShot(nn.Module):
         train = mask - gamma
         y_train = kspace * train  # (1, C, H, W): Gamma removed
 
-        net = copy.deepcopy(self.net).to(kspace.device).train()
+        net = copy.deepcopy(self.net if init is None else init).to(kspace.device).train()
         keys = [tuple(key)]
         # ESPIRiT maps once, from the complete calibration region, cached for every call
         if isinstance(getattr(net, "sens", None), EspiritSensitivity):
@@ -365,15 +368,7 @@ def load_warm_start(net: nn.Module, checkpoint: str | PathLike[str], strict: boo
         ValueError: shapes differ, or no name matches.
     """
     path = Path(checkpoint)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: checkpoint not found")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any unpickling failure is a bad file
-        raise DataError(path, f"not a readable checkpoint ({type(e).__name__}: {e})") from None
-    state = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else {}
-    if any(k.startswith("net.") for k in state):
-        state = {k[4:]: v for k, v in state.items() if k.startswith("net.")}
+    state = network_state(read_checkpoint(path))
     own = net.state_dict()
     common = [k for k in state if k in own]
     wrong = [k for k in common if own[k].shape != state[k].shape]

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from unrolled.evaluation.metrics import psnr, ssim
+from unrolled.metrics import psnr, ssim
 from unrolled.models.sensitivity import EspiritSensitivity
 from unrolled.physics.coils import rss
 from unrolled.physics.fft import fft2c
@@ -25,13 +25,7 @@ CLASSICAL = sorted(p.stem for p in CONF.glob("*.yaml") if "checkpoint" not in p.
 ITERATIVE = ("cg_sense", "cs_wavelet", "cs_tv")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Single-image solvers: intra-op threads mostly add synchronisation on a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread_test")
 
 
 def undersample(coil_images: torch.Tensor, seed: int = 0):

@@ -12,27 +12,18 @@ import pytest
 import torch
 
 from unrolled.data.errors import DataError
+from unrolled.losses import KSpaceL1L2Loss
+from unrolled.methods.zeroshot import ZeroShot, load_warm_start
+from unrolled.methods.zeroshot_history import history_csv, plot_histories
 from unrolled.models.dc import HardDC
 from unrolled.models.denoisers import ComplexDenoiser, ResNet
-from unrolled.models.sensitivity import (
-    EspiritSensitivity,
-    LearnedSensitivity,
-    calibration_columns,
-)
+from unrolled.models.sensitivity import EspiritSensitivity, LearnedSensitivity
 from unrolled.models.unrolled import UnrolledNet, UnrolledOutput
+from unrolled.physics.calibration import calibration_columns
 from unrolled.physics.fft import fft2c
 from unrolled.physics.masks import EquispacedMaskFractionFunc
-from unrolled.training.losses import KSpaceL1L2Loss
-from unrolled.training.zeroshot import ZeroShot, load_warm_start
-from unrolled.training.zeroshot_history import history_csv, plot_histories
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread_test")
 
 
 def tiny_net(sens=None, cascades=1, channels=4):
@@ -240,7 +231,7 @@ def test_zero_shot_beats_cg_sense_on_the_real_brain_at_4x(real_brain_images):
     from omegaconf import OmegaConf
 
     from unrolled.cli.common import CONFIG_DIR
-    from unrolled.evaluation.metrics import psnr, ssim
+    from unrolled.metrics import psnr, ssim
     from unrolled.physics.coils import rss
 
     full = fft2c(real_brain_images)[None]  # (1, C, H, W)

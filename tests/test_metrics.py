@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from unrolled.evaluation.metrics import nmse, psnr, ssim, volume_metrics
-from unrolled.evaluation.runner import VolumeMetricAccumulator
+from unrolled.inference.runner import VolumeMetricAccumulator
+from unrolled.metrics import nmse, psnr, ssim, volume_metrics
 
 
 def _volumes(seed, shape=(5, 40, 33)):

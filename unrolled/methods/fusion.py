@@ -41,11 +41,11 @@ from unrolled.data.acquisitions import AcquisitionSet, read_acquisitions
 from unrolled.data.errors import DataError
 from unrolled.data.transforms import MaskFunc
 from unrolled.models.sensitivity import EspiritSensitivity
-from unrolled.physics.cg import conjugate_gradient
 from unrolled.physics.coils import center_crop, espirit, rss
 from unrolled.physics.fft import fft2c, ifft2c
 from unrolled.physics.motion import MotionSenseOp, rigid_transform
 from unrolled.physics.operators import combine_coils
+from unrolled.physics.solvers import conjugate_gradient
 
 
 @dataclass(frozen=True)
@@ -77,7 +77,7 @@ class MotionFusion:
     Args:
         lam: Tikhonov weight of the image update, relative to the largest
             eigenvalue of one acquisition's ``A_n^H A_n`` (1 for normalised
-            maps), the convention of :class:`~unrolled.evaluation.baselines.CGSense`.
+            maps), the convention of :class:`~unrolled.methods.classical.CGSense`.
             The same prior for any ``N``: more data, relatively less weight.
         estimate_motion: estimate the motion; ``False`` assumes none.
         lowpass: one motion round per entry, each followed by an image

@@ -43,7 +43,7 @@ from unrolled.data.fastmri_io import VolumeInfo, read_slice, read_volume_info
 from unrolled.data.sample import Sample, collate_samples
 from unrolled.data.transforms import MaskFunc, UnrolledTransform
 from unrolled.data.writer import write_reconstruction
-from unrolled.evaluation.runner import reconstruct
+from unrolled.inference.runner import reconstruct
 
 PRECISIONS = {"32": None, "32-true": None, "bf16": torch.bfloat16, "bf16-mixed": torch.bfloat16}
 """Accepted ``precision`` values and their autocast dtype (``None``: plain float32)."""
