@@ -6,6 +6,7 @@ load average and the date the numbers were measured (or "not recorded" where the
 predates those fields; the date then falls back to the JSON file's last commit).
 
     .venv/bin/python bench/readme_tables.py           # rewrite the tables in README.md
+                                                      # and bench/README.md
     .venv/bin/python bench/readme_tables.py --check   # exit 1 if README.md differs
 
 ``tests/test_readme_tables.py`` runs ``--check``, so a table edited by hand, or a JSON file
@@ -21,10 +22,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import speed_tables
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
+BENCH_README = REPO / "bench" / "README.md"
 
 LABELS = {
     "zero_filled": "zero-filled",
@@ -177,11 +180,12 @@ NETWORKS = {
 }
 
 TABLES = {"make_train": make_train, "embedded_methods": embedded_methods, "real_brain": real_brain}
+BENCH_TABLES = speed_tables.BENCH_TABLES  # bench/README.md's
 
 
-def render(readme: str) -> str:
+def render(readme: str, tables: dict | None = None) -> str:
     """``readme`` with every generated table replaced by its current rendering."""
-    for name, make in TABLES.items():
+    for name, make in (TABLES if tables is None else tables).items():
         pattern = re.compile(
             rf"(<!-- generated: {name} [^\n]*-->\n)(?:.*?\n)?(<!-- end generated: {name} -->)", re.S
         )
@@ -195,17 +199,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--check", action="store_true", help="exit 1 if README.md is stale")
     args = parser.parse_args(argv)
-    current = README.read_text()
-    wanted = render(current)
-    if args.check:
-        if wanted != current:
-            print(
-                "README.md: generated tables are stale: run bench/readme_tables.py", file=sys.stderr
-            )
-            return 1
-        return 0
-    README.write_text(wanted)
-    return 0
+    stale = False
+    for path, tables in ((README, TABLES), (BENCH_README, BENCH_TABLES)):
+        current = path.read_text()
+        wanted = render(current, tables)
+        if args.check and wanted != current:
+            rel = path.relative_to(REPO).as_posix()
+            print(f"{rel}: generated tables are stale: run bench/readme_tables.py", file=sys.stderr)
+            stale = True
+        elif not args.check:
+            path.write_text(wanted)
+    return 1 if stale else 0
 
 
 if __name__ == "__main__":

@@ -103,7 +103,7 @@ class UnrolledTransform:
         if num_low is None:  # stored or all-ones mask: count the centre run
             num_low = int(attrs.get("num_low_frequency", center_run_length(mask.amax(dim=0))))
         mask = mask.expand(height, width).unsqueeze(0).contiguous()  # (1, H, W)
-        masked = kspace * mask + 0.0  # (C, H, W) complex64
+        masked = (kspace * mask).add_(0.0)  # (C, H, W) complex64; in place: no 2nd copy
 
         if raw.target is not None:
             target = raw.target.to(torch.float32)  # (h, w)
