@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
 import sys
 from pathlib import Path
 from typing import NoReturn
@@ -56,6 +55,7 @@ from unrolled.cli.common import (
     entry_point,
 )
 from unrolled.data.export.folder import parse_formats, plan_exports, staging_dir, write_exports
+from unrolled.data.publish import atomic_path
 from unrolled.inference.folder import (
     autocast_dtype,
     check_outputs,
@@ -186,24 +186,9 @@ def _render_curves(method, vol, paths: list[Path]) -> dict[Path, bytes]:
 
 def _write_file(path: Path, data: bytes, overwrite: bool) -> None:
     """Write atomically; without ``overwrite`` never replace a file that appeared meanwhile."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    try:
-        if overwrite:
-            os.replace(tmp, path)
-        else:
-            try:
-                os.link(tmp, path)  # atomic, fails if path exists
-            except FileExistsError:
-                raise FileExistsError(
-                    f"{path}: created by someone else meanwhile; pass overwrite=true to replace"
-                ) from None
-            except OSError:  # no hard links on this file system
-                if path.exists():
-                    raise FileExistsError(f"{path}: created by someone else meanwhile") from None
-                os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    hint = "created by someone else meanwhile; pass overwrite=true to replace"
+    with atomic_path(path, overwrite, hint=hint) as tmp:
+        tmp.write_bytes(data)
 
 
 def _instantiate(node: DictConfig, what: str):

@@ -24,7 +24,6 @@ error removes the staging folder and leaves ``output_dir`` as it was.
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
 import tempfile
 import time
@@ -40,6 +39,7 @@ from torch import nn
 
 from unrolled.data.errors import DataError
 from unrolled.data.fastmri_io import VolumeInfo, read_slice, read_volume_info
+from unrolled.data.publish import publish
 from unrolled.data.sample import Sample, collate_samples
 from unrolled.data.transforms import MaskFunc, UnrolledTransform
 from unrolled.data.writer import write_reconstruction
@@ -309,27 +309,16 @@ def _make_dirs(path: Path) -> list[Path]:
     return missing
 
 
+_MEANWHILE = "created by someone else meanwhile; pass overwrite=true to replace"
+
+
 def _publish_all(staged: Sequence[Path], targets: Sequence[Path], overwrite: bool) -> None:
     """Move staged files into place; without ``overwrite`` never clobber, and undo on failure."""
     done: list[Path] = []
     try:
         for src, dst in zip(staged, targets, strict=True):
-            if overwrite:
-                os.replace(src, dst)
-            else:
-                try:
-                    os.link(src, dst)  # atomic, fails if dst exists
-                except FileExistsError:
-                    raise FileExistsError(
-                        f"{dst}: created by someone else meanwhile; pass overwrite=true to replace"
-                    ) from None
-                except OSError:  # no hard links on this file system: check, then rename
-                    if dst.exists():
-                        raise FileExistsError(
-                            f"{dst}: created by someone else meanwhile; "
-                            "pass overwrite=true to replace"
-                        ) from None
-                    os.replace(src, dst)
+            publish(src, dst, overwrite, hint=_MEANWHILE)
+            if not overwrite:
                 done.append(dst)
     except BaseException:
         for dst in done:
