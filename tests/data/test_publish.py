@@ -28,7 +28,7 @@ def test_without_overwrite_an_existing_file_is_kept(tmp_path):
     target = write_atomic(tmp_path / "out.txt", "mine")
     with pytest.raises(FileExistsError, match=r"out\.txt: exists; pass overwrite=True"):
         write_atomic(target, "theirs", overwrite=False)
-    with pytest.raises(FileExistsError, match=r"out\.txt: exists; pass overwrite=true"):
+    with pytest.raises(FileExistsError, match=r"new\.txt: exists; pass overwrite=true"):
         with atomic_path(tmp_path / "new.txt", overwrite=False, hint="pass overwrite=true") as tmp:
             tmp.write_text("theirs")
             target.rename(tmp_path / "new.txt")  # someone else's file appears meanwhile
