@@ -63,6 +63,7 @@ from unrolled.inference.folder import (
     reconstruct_volumes,
     resolve_device,
 )
+from unrolled.models.reconstructor import RecordsHistories
 
 
 @entry_point("unrolled-reconstruct", __doc__, "reconstruct")
@@ -156,7 +157,7 @@ def _curve_paths(method, volumes, output_dir: Path, overwrite: bool) -> dict[str
     Raises:
         FileExistsError: some exist already and ``overwrite`` is false.
     """
-    if getattr(method, "histories", None) is None:
+    if not isinstance(method, RecordsHistories):
         return {}
     paths = {
         v.fname: [output_dir / f"{Path(v.fname).stem}_curves.{ext}" for ext in ("csv", "png")]

@@ -35,7 +35,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
 from unrolled.data.errors import DataError
 from unrolled.data.fastmri_io import VolumeInfo, read_slice, read_volume_info
@@ -44,6 +43,7 @@ from unrolled.data.sample import Sample, collate_samples
 from unrolled.data.transforms import MaskFunc, UnrolledTransform
 from unrolled.data.writer import write_reconstruction
 from unrolled.inference.runner import reconstruct
+from unrolled.models.reconstructor import Reconstructor
 
 PRECISIONS = {"32": None, "32-true": None, "bf16": torch.bfloat16, "bf16-mixed": torch.bfloat16}
 """Accepted ``precision`` values and their autocast dtype (``None``: plain float32)."""
@@ -195,7 +195,7 @@ def volume_batches(
 
 @torch.no_grad()
 def reconstruct_volume(
-    method: nn.Module,
+    method: Reconstructor,
     vol: VolumeInfo,
     transform: UnrolledTransform,
     batch_size: int = 1,
@@ -205,8 +205,8 @@ def reconstruct_volume(
     """Reconstruct every slice of one volume.
 
     Args:
-        method: a network or baseline with the ``UnrolledNet`` call signature,
-            already on ``device`` and in eval mode.
+        method: any :class:`~unrolled.models.reconstructor.Reconstructor`, already on
+            ``device`` and in eval mode.
         vol: the input file.
         transform: masks each slice (see :class:`UnrolledTransform`).
         batch_size: slices per forward pass.
@@ -239,7 +239,7 @@ def reconstruct_volume(
 
 
 def reconstruct_volumes(
-    method: nn.Module,
+    method: Reconstructor,
     volumes: Sequence[VolumeInfo],
     output_dir: str | PathLike[str],
     mask_func: MaskFunc | None = None,
@@ -253,7 +253,7 @@ def reconstruct_volumes(
     """Reconstruct every volume and write ``output_dir / fname`` for each, all or nothing.
 
     Args:
-        method: a network or baseline with the ``UnrolledNet`` call signature.
+        method: any :class:`~unrolled.models.reconstructor.Reconstructor`.
         volumes: the inputs (from :func:`list_volumes`).
         output_dir: created if missing.
         mask_func: undersamples fully sampled files, seeded per file name;

@@ -2,7 +2,7 @@
 
 Each baseline is called like :class:`~unrolled.models.unrolled.UnrolledNet`,
 ``method(kspace, mask, num_low_frequencies, keys=None)``, and returns an
-:class:`~unrolled.models.unrolled.UnrolledOutput`, so every evaluation path
+:class:`~unrolled.models.reconstructor.Reconstruction`, so every evaluation path
 treats networks and baselines alike. Baselines hold no learnable parameters.
 """
 
@@ -11,8 +11,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from unrolled.models.reconstructor import Reconstruction
 from unrolled.models.sensitivity import EspiritSensitivity
-from unrolled.models.unrolled import UnrolledOutput
 from unrolled.physics.coils import rss
 from unrolled.physics.fft import fft2c, ifft2c
 from unrolled.physics.operators import SenseOp
@@ -25,7 +25,7 @@ class ZeroFilled(nn.Module):
     def forward(self, kspace, mask, num_low_frequencies, keys=None, return_cascades=False):
         coil_images = ifft2c(kspace)  # (B, C, H, W)
         empty = torch.empty(0, device=kspace.device)
-        return UnrolledOutput(rss(coil_images, dim=1), kspace, empty, [])
+        return Reconstruction(rss(coil_images, dim=1), kspace, empty, [])
 
 
 class CGSense(nn.Module):
@@ -58,4 +58,4 @@ class CGSense(nn.Module):
             lambda v: op.normal(v) + self.lam * v, op.H(kspace), max_iter=self.max_iter, tol=1e-6
         )
         k = fft2c(maps * x.unsqueeze(1))
-        return UnrolledOutput(rss(ifft2c(k), dim=1), k, maps, [])
+        return Reconstruction(rss(ifft2c(k), dim=1), k, maps, [])

@@ -6,7 +6,7 @@ Both solve, per slice and batched over ``(B, H, W)``,
 
 and are called like :class:`~unrolled.methods.classical.CGSense`:
 ``method(kspace, mask, num_low_frequencies, keys=None)`` returns an
-:class:`~unrolled.models.unrolled.UnrolledOutput` whose image is ``|x|``
+:class:`~unrolled.models.reconstructor.Reconstruction` whose image is ``|x|``
 (the RSS convention for maps with ``sum_c |S_c|^2 = 1``).
 
 Scale. ``s = max_r |A^H y|(r)`` per slice, so ``lam`` is scale free: fastMRI
@@ -54,8 +54,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from unrolled.models.reconstructor import Reconstruction
 from unrolled.models.sensitivity import EspiritSensitivity
-from unrolled.models.unrolled import UnrolledOutput
 from unrolled.physics.coils import rss
 from unrolled.physics.fft import fft2c, ifft2c
 from unrolled.physics.operators import SenseOp
@@ -170,7 +170,7 @@ class _SenseCS(nn.Module):
         maps = self.espirit(kspace, mask, num_low_frequencies, keys=keys)  # (B, C, H, W)
         x = self.solve(SenseOp(maps, mask), kspace)  # (B, H, W)
         k = fft2c(maps * x.unsqueeze(1))  # (B, C, H, W)
-        return UnrolledOutput(rss(ifft2c(k), dim=1), k, maps, [])
+        return Reconstruction(rss(ifft2c(k), dim=1), k, maps, [])
 
 
 class CSWavelet(_SenseCS):
