@@ -14,8 +14,8 @@ from torch import nn
 from unrolled.models.reconstructor import Reconstruction
 from unrolled.models.sensitivity import EspiritSensitivity
 from unrolled.physics.coils import rss
-from unrolled.physics.fft import fft2c, ifft2c
-from unrolled.physics.operators import SenseOp
+from unrolled.physics.fft import ifft2c
+from unrolled.physics.operators import SenseOp, coil_kspace
 from unrolled.physics.solvers import conjugate_gradient
 
 
@@ -57,5 +57,5 @@ class CGSense(nn.Module):
         x = conjugate_gradient(
             lambda v: op.normal(v) + self.lam * v, op.H(kspace), max_iter=self.max_iter, tol=1e-6
         )
-        k = fft2c(maps * x.unsqueeze(1))
+        k = coil_kspace(x, maps)  # (B, C, H, W)
         return Reconstruction(rss(ifft2c(k), dim=1), k, maps, [])

@@ -57,8 +57,8 @@ from torch import nn
 from unrolled.models.reconstructor import Reconstruction
 from unrolled.models.sensitivity import EspiritSensitivity
 from unrolled.physics.coils import rss
-from unrolled.physics.fft import fft2c, ifft2c
-from unrolled.physics.operators import SenseOp
+from unrolled.physics.fft import ifft2c
+from unrolled.physics.operators import SenseOp, coil_kspace
 from unrolled.physics.tv import GRAD_NORM_SQ, FiniteDifferenceOp, project_l2_ball, tv_norm
 from unrolled.physics.wavelets import WaveletOp, max_levels, padded_shape, soft_threshold
 
@@ -169,7 +169,7 @@ class _SenseCS(nn.Module):
         """Reconstruct ``kspace`` ``(B, C, H, W)`` sampled by ``mask`` ``(B, 1, H, W)``."""
         maps = self.espirit(kspace, mask, num_low_frequencies, keys=keys)  # (B, C, H, W)
         x = self.solve(SenseOp(maps, mask), kspace)  # (B, H, W)
-        k = fft2c(maps * x.unsqueeze(1))  # (B, C, H, W)
+        k = coil_kspace(x, maps)  # (B, C, H, W)
         return Reconstruction(rss(ifft2c(k), dim=1), k, maps, [])
 
 

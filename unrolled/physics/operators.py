@@ -93,7 +93,7 @@ class SenseOp(LinearOperator):
         self.mask = mask
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.mask * fft2c(self.maps * x.unsqueeze(1))  # (B, C, H, W)
+        return self.mask * coil_kspace(x, self.maps)  # (B, C, H, W)
 
     def _adjoint(self, y: torch.Tensor) -> torch.Tensor:
         return (self.maps.conj() * ifft2c(self.mask * y)).sum(dim=1)  # (B, H, W)
@@ -102,6 +102,12 @@ class SenseOp(LinearOperator):
 def expand_coils(x: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
     """Coil images ``S_c x``: ``(B, H, W)`` -> ``(B, C, H, W)``."""
     return maps * x.unsqueeze(1)
+
+
+def coil_kspace(x: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
+    """Fully sampled coil k-space of an image, ``F S_c x``: ``(B, H, W)`` -> ``(B, C, H, W)``
+    (the SENSE forward model without the mask)."""
+    return fft2c(expand_coils(x, maps))
 
 
 def combine_coils(coil_images: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
