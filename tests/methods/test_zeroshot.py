@@ -17,8 +17,9 @@ from unrolled.methods.zeroshot import ZeroShot, load_warm_start
 from unrolled.methods.zeroshot_history import history_csv, plot_histories
 from unrolled.models.dc import HardDC
 from unrolled.models.denoisers import ComplexDenoiser, ResNet
+from unrolled.models.reconstructor import Reconstruction as UnrolledOutput
 from unrolled.models.sensitivity import EspiritSensitivity, LearnedSensitivity
-from unrolled.models.unrolled import UnrolledNet, UnrolledOutput
+from unrolled.models.unrolled import UnrolledNet
 from unrolled.physics.calibration import calibration_columns
 from unrolled.physics.fft import fft2c
 from unrolled.physics.masks import EquispacedMaskFractionFunc

@@ -10,11 +10,12 @@ import sys
 import textwrap
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from hydra.types import RunMode
+from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from unrolled.data.errors import DataError
@@ -53,6 +54,56 @@ class ConfigError(Exception):
 
 # Bad input a user can fix: reported in one line, exit status 1, no traceback.
 USER_ERRORS = (DataError, FileExistsError, FileNotFoundError, FloatingPointError, ConfigError)
+
+
+def fail(message: str) -> NoReturn:
+    """Print ``error: <message>`` on stderr and exit with status 1."""
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(1)
+
+
+def instantiate_or_fail(node: DictConfig, what: str):
+    """``hydra.utils.instantiate``, unwrapping the user errors that Hydra wraps.
+
+    Raises:
+        One of :data:`USER_ERRORS`: the constructor raised it (printed by :func:`clean_errors`).
+        SystemExit: the constructor refused its options (``ValueError``/``TypeError``), after
+            ``error: <what>: <reason>`` on stderr.
+    """
+    try:
+        return instantiate(node)
+    except InstantiationException as e:
+        cause = e.__cause__
+        if isinstance(cause, USER_ERRORS):
+            raise cause from None
+        if isinstance(cause, ValueError | TypeError):  # bad options, e.g. mask.accelerations
+            fail(f"{what}: {cause}")
+        raise
+
+
+def progress_bar(enabled: bool, unit: str, remaining: bool = False):
+    """A rich progress bar on stderr counting ``unit`` (volumes, slices); ``remaining`` adds
+    the estimated time left."""
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    columns = [
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn(unit),
+        TimeElapsedColumn(),
+    ]
+    if remaining:
+        columns.append(TimeRemainingColumn())
+    return Progress(*columns, console=Console(stderr=True), disable=not enabled)
 
 
 def clean_errors(fn: F) -> F:

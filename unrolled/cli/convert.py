@@ -14,14 +14,13 @@ and writes nothing.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import hydra
 from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, ListConfig
 
-from unrolled.cli.common import CONFIG_DIR, clean_errors, entry_point
+from unrolled.cli.common import CONFIG_DIR, clean_errors, entry_point, fail
 from unrolled.data.raw import convert
 
 
@@ -34,11 +33,11 @@ def main(cfg: DictConfig) -> None:
     if isinstance(inputs, str):
         inputs = [inputs]
     if not inputs or not isinstance(inputs, list | ListConfig):
-        _fail("inputs is not set: pass inputs=[scan.dat,...]")
+        fail("inputs is not set: pass inputs=[scan.dat,...]")
     if not cfg.get("output_dir"):
-        _fail("output_dir is not set: pass output_dir=PATH")
+        fail("output_dir is not set: pass output_dir=PATH")
     if cfg.averages not in ("mean", "separate"):
-        _fail(f"averages must be 'mean' or 'separate', got {cfg.averages!r}")
+        fail(f"averages must be 'mean' or 'separate', got {cfg.averages!r}")
     axes = list(cfg.axes) if cfg.get("axes") is not None else None
     results = convert(
         [Path(to_absolute_path(str(p))) for p in inputs],
@@ -62,11 +61,6 @@ def main(cfg: DictConfig) -> None:
                 f"{plan.scan.path.name} ({plan.scan.format}) -> {path}: kspace "
                 f"{tuple(f.datasets['kspace'].shape)}, {kind}, {', '.join(notes)}"
             )
-
-
-def _fail(message: str) -> None:
-    print(f"error: {message}", file=sys.stderr)
-    sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -16,15 +16,13 @@ them, exit with status 1 and write no metrics.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
-from typing import NoReturn
 
 import hydra
 from hydra.utils import to_absolute_path
 from omegaconf import DictConfig
 
-from unrolled.cli.common import CONFIG_DIR, clean_errors, entry_point
+from unrolled.cli.common import CONFIG_DIR, clean_errors, entry_point, fail
 from unrolled.evaluation.scoring import evaluate_folder, print_results, write_results
 
 # What a run writes into predictions_dir (unrolled.evaluation.scoring.write_results).
@@ -38,12 +36,12 @@ def main(cfg: DictConfig) -> None:
     """Score ``predictions_dir`` against ``target_dir``; print and write the metrics."""
     for key in ("target_dir", "predictions_dir"):
         if not cfg.get(key):
-            _fail(f"{key} is not set: pass {key}=PATH")
+            fail(f"{key} is not set: pass {key}=PATH")
     if cfg.challenge not in ("multicoil", "singlecoil"):
-        _fail(f"challenge must be multicoil or singlecoil, got {cfg.challenge}")
+        fail(f"challenge must be multicoil or singlecoil, got {cfg.challenge}")
     acceleration = cfg.acceleration
     if acceleration is not None and not str(acceleration).isdigit():
-        _fail(f"acceleration must be a positive integer, got {acceleration}")
+        fail(f"acceleration must be a positive integer, got {acceleration}")
     target_dir = Path(to_absolute_path(cfg.target_dir))
     predictions_dir = Path(to_absolute_path(cfg.predictions_dir))
     acquisition = None if cfg.acquisition is None else str(cfg.acquisition)
@@ -80,11 +78,6 @@ def main(cfg: DictConfig) -> None:
     if evaluation.filtered_out:
         print(f"{evaluation.filtered_out} volumes excluded by the filters")
     print(f"wrote {json_path} and {csv_path}")
-
-
-def _fail(message: str) -> NoReturn:
-    print(f"error: {message}", file=sys.stderr)
-    sys.exit(1)
 
 
 if __name__ == "__main__":

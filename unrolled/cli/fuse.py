@@ -17,19 +17,24 @@ input prints one line on stderr, exits with status 1 and writes nothing.
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
-from typing import NoReturn
 
 import hydra
 import numpy as np
 import torch
-from hydra.errors import InstantiationException
-from hydra.utils import instantiate, to_absolute_path
+from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, ListConfig
 
-from unrolled.cli.common import CONFIG_DIR, USER_ERRORS, build_mask, clean_errors, entry_point
+from unrolled.cli.common import (
+    CONFIG_DIR,
+    build_mask,
+    clean_errors,
+    entry_point,
+    fail,
+    instantiate_or_fail,
+    progress_bar,
+)
 from unrolled.data.acquisitions import open_acquisitions
 from unrolled.data.writer import write_reconstruction
 from unrolled.inference.folder import resolve_device
@@ -44,34 +49,34 @@ def main(cfg: DictConfig) -> None:
     """Fuse ``inputs`` into ``output``; print the estimated motion."""
     inputs = cfg.get("inputs")
     if not inputs:
-        _fail(
+        fail(
             "inputs is not set: pass inputs=[a.h5,b.h5,...] (or one file with an acquisition axis)"
         )
     if not cfg.get("output"):
-        _fail("output is not set: pass output=PATH.h5")
+        fail("output is not set: pass output=PATH.h5")
     if not isinstance(inputs, ListConfig | list):
         inputs = [inputs]
     mask_func = build_mask(cfg.get("mask"))  # an unmeetable mask fails before any file is read
     paths = [Path(to_absolute_path(str(p))) for p in inputs]
     output = Path(to_absolute_path(str(cfg.output)))
     if output.resolve() in {p.resolve() for p in paths}:
-        _fail(f"output {output} is one of the inputs")
+        fail(f"output {output} is one of the inputs")
     if output.is_dir():
-        _fail(f"output {output} is a directory: name the fused file, e.g. output={output}/fused.h5")
+        fail(f"output {output} is a directory: name the fused file, e.g. output={output}/fused.h5")
     if output.exists() and not cfg.overwrite:
         raise FileExistsError(f"{output}: exists; pass overwrite=true to replace it")
     try:
         device = resolve_device(str(cfg.device))
     except ValueError as e:
-        _fail(str(e))
+        fail(str(e))
     if cfg.get("num_threads") and device.type == "cpu":
         torch.set_num_threads(int(cfg.num_threads))
 
     aset = open_acquisitions(paths)  # checks every input before any work
-    fusion = _instantiate(cfg.fusion, "fusion")
+    fusion = instantiate_or_fail(cfg.fusion, "fusion")
 
     start = time.perf_counter()
-    with _progress(cfg.get("progress", True)) as progress:
+    with progress_bar(cfg.get("progress", True), "slices") as progress:
         task = progress.add_task("fuse", total=aset.num_slices)
         fused = fuse_volume(fusion, aset, mask_func, device, lambda i: progress.advance(task))
     attrs = {
@@ -94,40 +99,6 @@ def main(cfg: DictConfig) -> None:
     print("motion, median over slices: " + ", ".join(PARAM_NAMES) + " (px, px, deg)")
     for name, (dy, dx, angle) in zip(aset.names, median, strict=True):
         print(f"  {name}: {dy:+.2f} {dx:+.2f} {angle:+.2f}")
-
-
-def _instantiate(node: DictConfig, what: str):
-    """``hydra.utils.instantiate``, unwrapping the user errors that Hydra wraps."""
-    try:
-        return instantiate(node)
-    except InstantiationException as e:
-        cause = e.__cause__
-        if isinstance(cause, USER_ERRORS):
-            raise cause from None
-        if isinstance(cause, ValueError | TypeError):
-            _fail(f"{what}: {cause}")
-        raise
-
-
-def _fail(message: str) -> NoReturn:
-    print(f"error: {message}", file=sys.stderr)
-    sys.exit(1)
-
-
-def _progress(enabled: bool):
-    """A rich progress bar over slices, on stderr."""
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("slices"),
-        TimeElapsedColumn(),
-        console=Console(stderr=True),
-        disable=not enabled,
-    )
 
 
 if __name__ == "__main__":

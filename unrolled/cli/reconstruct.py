@@ -35,27 +35,26 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
-import sys
 from pathlib import Path
-from typing import NoReturn
 
 import hydra
 import torch
 from hydra.core.hydra_config import HydraConfig
-from hydra.errors import InstantiationException
-from hydra.utils import instantiate, to_absolute_path
+from hydra.utils import to_absolute_path
 from omegaconf import DictConfig
 
 from unrolled.cli.common import (
     CONFIG_DIR,
-    USER_ERRORS,
     build_mask,
     check_mask_shapes,
     clean_errors,
     entry_point,
+    fail,
+    instantiate_or_fail,
+    progress_bar,
 )
 from unrolled.data.export.folder import parse_formats, plan_exports, staging_dir, write_exports
+from unrolled.data.publish import atomic_path
 from unrolled.inference.folder import (
     autocast_dtype,
     check_outputs,
@@ -63,6 +62,7 @@ from unrolled.inference.folder import (
     reconstruct_volumes,
     resolve_device,
 )
+from unrolled.models.reconstructor import RecordsHistories
 
 
 @entry_point("unrolled-reconstruct", __doc__, "reconstruct")
@@ -72,17 +72,17 @@ def main(cfg: DictConfig) -> None:
     """Reconstruct every file of ``input_dir`` into ``output_dir``; print a summary."""
     for key in ("input_dir", "output_dir"):
         if not cfg.get(key):
-            _fail(f"{key} is not set: pass {key}=PATH")
+            fail(f"{key} is not set: pass {key}=PATH")
     if int(cfg.batch_size) < 1:
-        _fail(f"batch_size must be positive, got {cfg.batch_size}")
+        fail(f"batch_size must be positive, got {cfg.batch_size}")
     shard, num_shards = int(cfg.get("shard", 0)), int(cfg.get("num_shards", 1))
     if num_shards < 1 or not 0 <= shard < num_shards:
-        _fail(f"shard must be in [0, num_shards), got shard={shard} num_shards={num_shards}")
+        fail(f"shard must be in [0, num_shards), got shard={shard} num_shards={num_shards}")
     try:
         device = resolve_device(str(cfg.device))
         dtype = autocast_dtype(cfg.precision)
     except ValueError as e:
-        _fail(str(e))
+        fail(str(e))
     input_dir = Path(to_absolute_path(cfg.input_dir))
     output_dir = Path(to_absolute_path(cfg.output_dir))
     mask_func = build_mask(cfg.get("mask"))  # an unmeetable mask fails before any file is read
@@ -90,7 +90,7 @@ def main(cfg: DictConfig) -> None:
     try:
         formats = parse_formats(cfg.get("output_format", "h5"))
     except ValueError as e:
-        _fail(str(e))
+        fail(str(e))
 
     volumes = list_volumes(input_dir, cfg.challenge, shard, num_shards)  # a job array's share
     check_mask_shapes(mask_func, volumes)
@@ -99,7 +99,7 @@ def main(cfg: DictConfig) -> None:
         exports = None
     else:  # checks every target and reads each input's geometry, before any heavy work
         exports = plan_exports(volumes, output_dir, formats, cfg.overwrite)
-    method = _instantiate(cfg.method, "method")
+    method = instantiate_or_fail(cfg.method, "method")
     curves = _curve_paths(method, volumes, output_dir, bool(cfg.overwrite))
     name = HydraConfig.get().runtime.choices.get("method", "method")
     if device.type == "cuda":
@@ -114,7 +114,7 @@ def main(cfg: DictConfig) -> None:
             rendered.update(_render_curves(method, vol, curves[vol.fname]))
 
     with (
-        _progress(cfg.get("progress", True)) as progress,
+        progress_bar(cfg.get("progress", True), "volumes", remaining=True) as progress,
         _exporting(exports, output_dir, name, bool(cfg.overwrite)) as recon_dir,
     ):
         task = progress.add_task(f"{name}", total=len(volumes))
@@ -156,7 +156,7 @@ def _curve_paths(method, volumes, output_dir: Path, overwrite: bool) -> dict[str
     Raises:
         FileExistsError: some exist already and ``overwrite`` is false.
     """
-    if getattr(method, "histories", None) is None:
+    if not isinstance(method, RecordsHistories):
         return {}
     paths = {
         v.fname: [output_dir / f"{Path(v.fname).stem}_curves.{ext}" for ext in ("csv", "png")]
@@ -186,66 +186,9 @@ def _render_curves(method, vol, paths: list[Path]) -> dict[Path, bytes]:
 
 def _write_file(path: Path, data: bytes, overwrite: bool) -> None:
     """Write atomically; without ``overwrite`` never replace a file that appeared meanwhile."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    try:
-        if overwrite:
-            os.replace(tmp, path)
-        else:
-            try:
-                os.link(tmp, path)  # atomic, fails if path exists
-            except FileExistsError:
-                raise FileExistsError(
-                    f"{path}: created by someone else meanwhile; pass overwrite=true to replace"
-                ) from None
-            except OSError:  # no hard links on this file system
-                if path.exists():
-                    raise FileExistsError(f"{path}: created by someone else meanwhile") from None
-                os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _instantiate(node: DictConfig, what: str):
-    """``hydra.utils.instantiate``, unwrapping the user errors that Hydra wraps."""
-    try:
-        return instantiate(node)
-    except InstantiationException as e:
-        cause = e.__cause__
-        if isinstance(cause, USER_ERRORS):
-            raise cause from None
-        if isinstance(cause, ValueError | TypeError):  # bad options, e.g. mask.accelerations
-            _fail(f"{what}: {cause}")
-        raise
-
-
-def _fail(message: str) -> NoReturn:
-    print(f"error: {message}", file=sys.stderr)
-    sys.exit(1)
-
-
-def _progress(enabled: bool):
-    """A rich progress bar over volumes, on stderr."""
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("volumes"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-        disable=not enabled,
-    )
+    hint = "created by someone else meanwhile; pass overwrite=true to replace"
+    with atomic_path(path, overwrite, hint=hint) as tmp:
+        tmp.write_bytes(data)
 
 
 if __name__ == "__main__":

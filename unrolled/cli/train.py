@@ -165,25 +165,29 @@ def compare_with_baselines(cfg, datamodule, module, output_dir: Path):
         lambda: datamodule.whole_dataloader("test"), cfg.trainer.get("limit_test_batches")
     )
     methods = {}
+    tuning = cfg.get("baseline_tuning") or {}
     for name, bcfg in (cfg.get("baselines") or {}).items():
-        if name == "cg_sense" and cfg.get("cg_sense_lambda_grid"):
-            espirit = instantiate(bcfg).espirit  # one ESPIRiT cache across the grid
-
-            def make(lam, bcfg=bcfg, espirit=espirit):
-                return instantiate(bcfg, lam=lam, espirit=espirit)
-
-            lam, scores = tune_parameter(
-                make,
-                list(cfg.cg_sense_lambda_grid),
-                limited(
-                    lambda: datamodule.whole_dataloader("val"), cfg.trainer.get("limit_val_batches")
-                ),
-                device=device,
-            )
-            log.info("CG-SENSE lambda on the validation split: %s (SSIM %s)", lam, scores)
-            methods[name] = make(lam)
-        else:
+        tune = tuning.get(name)
+        if tune is None or not tune.get("grid"):
             methods[name] = instantiate(bcfg)
+            continue
+        first = instantiate(bcfg)
+        shared = {attr: getattr(first, attr) for attr in tune.get("share") or []}
+
+        def make(value, bcfg=bcfg, shared=shared, parameter=str(tune.parameter)):
+            return instantiate(bcfg, **{parameter: value}, **shared)
+
+        value, scores = tune_parameter(
+            make,
+            list(tune.grid),
+            limited(
+                lambda: datamodule.whole_dataloader("val"), cfg.trainer.get("limit_val_batches")
+            ),
+            device=device,
+        )
+        label = tune.get("label") or f"{name} {tune.parameter}"
+        log.info("%s on the validation split: %s (SSIM %s)", label, value, scores)
+        methods[name] = make(value)
     methods["unrolled"] = module.net
     results = {}
     for name, method in methods.items():

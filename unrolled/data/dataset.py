@@ -15,10 +15,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-import os
 import pickle
 import random
-import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from os import PathLike
 from pathlib import Path
@@ -35,6 +33,7 @@ from unrolled.data.fastmri_io import (
     read_volume_info,
     recon_key_for,
 )
+from unrolled.data.publish import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -329,12 +328,6 @@ def _load_cache(path: Path) -> dict[str, Any]:
 def _save_cache(path: Path, roots: dict[str, Any]) -> None:
     """Write the cache atomically: a temporary file in the same directory, then rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            pickle.dump({"version": _CACHE_VERSION, "roots": roots}, f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        pickle.dump({"version": _CACHE_VERSION, "roots": roots}, f)
     log.info("saved dataset cache to %s", path)

@@ -31,7 +31,6 @@ import inspect
 import logging
 import math
 import os
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -46,6 +45,7 @@ from filelock import FileLock
 from unrolled.data.anatomy import CONTRASTS, head_template, sample_head, smooth_noise
 from unrolled.data.errors import DataError
 from unrolled.data.header import build_ismrmrd_header
+from unrolled.data.publish import atomic_path
 from unrolled.physics.coils import center_crop, rss
 from unrolled.physics.fft import fft2c, ifft2c
 from unrolled.physics.fov import fold_fov, folded_width
@@ -53,8 +53,6 @@ from unrolled.physics.fov import fold_fov, folded_width
 ACQUISITIONS = ("AXT1", "AXT2", "AXPD")
 SPLITS = ("train", "val", "test")
 LOCK_NAME = ".generate.lock"
-_UMASK = os.umask(0)
-os.umask(_UMASK)
 log = logging.getLogger(__name__)
 SIGNAL_LEVEL = 1e-4
 FOV_MM = 220.0  # field of view of the reconstructed (cropped) image, larger side
@@ -252,11 +250,7 @@ def write_volume(
     header = build_ismrmrd_header(
         (H, W, 1), (h, w, 1), C, (meta.pixel_mm * H, meta.pixel_mm * W, meta.slice_thickness_mm)
     )
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; use the usual permissions
+    with atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as f:
             f.create_dataset("kspace", data=kspace.astype(np.complex64, copy=False))
             f.create_dataset("ismrmrd_header", data=np.bytes_(header))
@@ -267,9 +261,6 @@ def write_volume(
             f.attrs["patient_id"] = patient_id
             f.attrs["padding_left"] = 0
             f.attrs["padding_right"] = W
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def generate_dataset(

@@ -10,7 +10,6 @@ place, so a crash never leaves a partial file under the final name.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Mapping
 from os import PathLike
 from pathlib import Path
@@ -19,10 +18,9 @@ from typing import Any
 import h5py
 import numpy as np
 
-RECONSTRUCTION_KEY = "reconstruction"
+from unrolled.data.publish import atomic_path
 
-_UMASK = os.umask(0)  # read the process umask (there is no getter) ...
-os.umask(_UMASK)  # ... and restore it at once
+RECONSTRUCTION_KEY = "reconstruction"
 
 
 def write_reconstruction(
@@ -59,22 +57,12 @@ def write_reconstruction(
     out_dir = Path(output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / fname
-    if target.exists() and not overwrite:
-        raise FileExistsError(f"{target}: exists; pass overwrite=True to replace it")
-
-    fd, tmp_name = tempfile.mkstemp(dir=out_dir, prefix=f".{fname}.", suffix=".tmp")
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; use the usual permissions
+    with atomic_path(target, overwrite) as tmp:
         with h5py.File(tmp, "w") as hf:
             hf.create_dataset(RECONSTRUCTION_KEY, data=volume.astype(np.float32, copy=False))
             for key, value in (attrs or {}).items():
                 hf.attrs[key] = value
         _fsync(tmp)
-        _publish(tmp, target, overwrite)
-    finally:
-        tmp.unlink(missing_ok=True)
     return target
 
 
@@ -116,18 +104,3 @@ def _fsync(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def _publish(tmp: Path, target: Path, overwrite: bool) -> None:
-    """Move ``tmp`` to ``target``; without ``overwrite``, never clobber a file."""
-    if overwrite:
-        os.replace(tmp, target)
-        return
-    try:
-        os.link(tmp, target)  # atomic and fails if target exists
-    except FileExistsError:
-        raise FileExistsError(f"{target}: exists; pass overwrite=True to replace it") from None
-    except OSError:  # file system without hard links: check-then-rename
-        if target.exists():
-            raise FileExistsError(f"{target}: exists; pass overwrite=True to replace it") from None
-        os.replace(tmp, target)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from unrolled.data.publish import atomic_path
 from unrolled.data.sample import Sample
 from unrolled.evaluation.metrics_json import write_metrics_file
 from unrolled.evaluation.tuning import tune_parameter
@@ -102,7 +102,6 @@ def save_comparison_figure(
             fig.colorbar(err, ax=list(axes[2 * b + 1]), shrink=0.8, label="|error| (0 .. max/5)")
     fig.suptitle(f"{batch.fname[index]}, slice {int(batch.slice_num[index])}", fontsize=9)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=100)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
     return path

@@ -24,11 +24,11 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from os import PathLike
 from pathlib import Path
 from typing import Any
+
+from unrolled.data.publish import write_atomic
 
 NONFINITE_SUFFIX = "_nonfinite"
 _NAMES = {math.inf: "inf", -math.inf: "-inf"}
@@ -91,18 +91,8 @@ def dumps_strict(obj: Any) -> str:
 def write_metrics_file(obj: Any, path: str | PathLike[str]) -> Path:
     """Write :func:`dumps_strict` of ``obj`` to ``path`` atomically (temporary file, then
     ``os.replace``); returns ``path``."""
-    path = Path(path)
     text = dumps_strict(obj)  # fails before anything is written
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_atomic(path, text)
 
 
 def read_metrics_json(path: str | PathLike[str]) -> Any:

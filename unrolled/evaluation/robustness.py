@@ -42,7 +42,6 @@ from __future__ import annotations
 import csv
 import logging
 import math
-import os
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -51,6 +50,7 @@ import torch
 from torch import nn
 
 from unrolled.data.fastmri_io import RawSlice, read_slice, read_volume_info
+from unrolled.data.publish import atomic_path
 from unrolled.data.sample import collate_samples
 from unrolled.data.transforms import UnrolledTransform
 from unrolled.inference.runner import VolumeMetricAccumulator, summarise
@@ -259,12 +259,10 @@ FIELDS = (
 
 def write_csv(rows: list[dict], path: Path) -> Path:
     """One row per (axis, value, method), atomically."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=[*FIELDS, *AXES])
         writer.writeheader()
         writer.writerows(rows)
-    os.replace(tmp, path)
     return path
 
 
@@ -341,9 +339,8 @@ def plot(rows: list[dict], path: Path, title: str = "Robustness") -> Path:
         f"{title}: one axis varied at a time around the base condition ({where}; dotted)",
         fontsize=9,
     )
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=110)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
     return path
 
 

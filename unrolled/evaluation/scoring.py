@@ -38,8 +38,6 @@ from __future__ import annotations
 import csv
 import io
 import math
-import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from os import PathLike
@@ -52,6 +50,7 @@ import torch
 
 from unrolled.data.errors import DataError
 from unrolled.data.fastmri_io import recon_key_for
+from unrolled.data.publish import write_atomic
 from unrolled.data.writer import RECONSTRUCTION_KEY
 from unrolled.evaluation.metrics_json import dumps_strict
 from unrolled.metrics import nmse, psnr, ssim
@@ -292,8 +291,8 @@ def write_results(evaluation: Evaluation, output_dir: str | PathLike[str]) -> tu
     for v in evaluation.volumes:
         writer.writerow({k: ("" if x is None else x) for k, x in asdict(v).items()})
     json_path, csv_path = out / METRICS_JSON, out / METRICS_CSV
-    _write_atomic(csv_path, buf.getvalue())
-    _write_atomic(json_path, summary)
+    write_atomic(csv_path, buf.getvalue())
+    write_atomic(json_path, summary)
     return json_path, csv_path
 
 
@@ -443,15 +442,3 @@ def _int_or_none(value: Any) -> int | None:
     except (TypeError, ValueError):
         return None
     return int(number) if math.isfinite(number) else None
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

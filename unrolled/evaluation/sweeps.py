@@ -30,6 +30,7 @@ from pathlib import Path
 
 import yaml
 
+from unrolled.data.publish import write_atomic
 from unrolled.evaluation.metrics_json import read_metrics_json
 
 __all__ = [
@@ -328,17 +329,6 @@ def format_markdown(rows: Sequence[dict[str, object]], metric: str, title: str) 
     return "\n".join(lines) + "\n"
 
 
-def _write_atomic(path: Path, data: str | bytes) -> None:
-    """Write ``path`` through a temporary file in the same directory and a rename."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_bytes(data.encode() if isinstance(data, str) else data)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def save_report_figure(runs: Sequence[SweepRun], metric: str, path: Path, title: str = "") -> Path:
     """The metric per job (bars, best on top) and the validation SSIM curves, as a PNG."""
     from matplotlib.figure import Figure  # no pyplot: leaves the user's backend alone
@@ -387,7 +377,7 @@ def save_report_figure(runs: Sequence[SweepRun], metric: str, path: Path, title:
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)
-    _write_atomic(path, buf.getvalue())
+    write_atomic(path, buf.getvalue())
     return path
 
 
@@ -417,8 +407,8 @@ def write_report(
     for row in rows:
         writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
     md, csv_path = root / f"{REPORT_NAME}.md", root / f"{REPORT_NAME}.csv"
-    _write_atomic(csv_path, buf.getvalue())
-    _write_atomic(md, format_markdown(rows, metric, f"Sweep {root.resolve().name}"))
+    write_atomic(csv_path, buf.getvalue())
+    write_atomic(md, format_markdown(rows, metric, f"Sweep {root.resolve().name}"))
     written = [md, csv_path]
     if plot:
         png = root / f"{REPORT_NAME}.png"

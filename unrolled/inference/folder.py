@@ -24,7 +24,6 @@ error removes the staging folder and leaves ``output_dir`` as it was.
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
 import tempfile
 import time
@@ -36,14 +35,15 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
 from unrolled.data.errors import DataError
 from unrolled.data.fastmri_io import VolumeInfo, read_slice, read_volume_info
+from unrolled.data.publish import publish
 from unrolled.data.sample import Sample, collate_samples
 from unrolled.data.transforms import MaskFunc, UnrolledTransform
 from unrolled.data.writer import write_reconstruction
 from unrolled.inference.runner import reconstruct
+from unrolled.models.reconstructor import Reconstructor
 
 PRECISIONS = {"32": None, "32-true": None, "bf16": torch.bfloat16, "bf16-mixed": torch.bfloat16}
 """Accepted ``precision`` values and their autocast dtype (``None``: plain float32)."""
@@ -195,7 +195,7 @@ def volume_batches(
 
 @torch.no_grad()
 def reconstruct_volume(
-    method: nn.Module,
+    method: Reconstructor,
     vol: VolumeInfo,
     transform: UnrolledTransform,
     batch_size: int = 1,
@@ -205,8 +205,8 @@ def reconstruct_volume(
     """Reconstruct every slice of one volume.
 
     Args:
-        method: a network or baseline with the ``UnrolledNet`` call signature,
-            already on ``device`` and in eval mode.
+        method: any :class:`~unrolled.models.reconstructor.Reconstructor`, already on
+            ``device`` and in eval mode.
         vol: the input file.
         transform: masks each slice (see :class:`UnrolledTransform`).
         batch_size: slices per forward pass.
@@ -239,7 +239,7 @@ def reconstruct_volume(
 
 
 def reconstruct_volumes(
-    method: nn.Module,
+    method: Reconstructor,
     volumes: Sequence[VolumeInfo],
     output_dir: str | PathLike[str],
     mask_func: MaskFunc | None = None,
@@ -253,7 +253,7 @@ def reconstruct_volumes(
     """Reconstruct every volume and write ``output_dir / fname`` for each, all or nothing.
 
     Args:
-        method: a network or baseline with the ``UnrolledNet`` call signature.
+        method: any :class:`~unrolled.models.reconstructor.Reconstructor`.
         volumes: the inputs (from :func:`list_volumes`).
         output_dir: created if missing.
         mask_func: undersamples fully sampled files, seeded per file name;
@@ -309,27 +309,16 @@ def _make_dirs(path: Path) -> list[Path]:
     return missing
 
 
+_MEANWHILE = "created by someone else meanwhile; pass overwrite=true to replace"
+
+
 def _publish_all(staged: Sequence[Path], targets: Sequence[Path], overwrite: bool) -> None:
     """Move staged files into place; without ``overwrite`` never clobber, and undo on failure."""
     done: list[Path] = []
     try:
         for src, dst in zip(staged, targets, strict=True):
-            if overwrite:
-                os.replace(src, dst)
-            else:
-                try:
-                    os.link(src, dst)  # atomic, fails if dst exists
-                except FileExistsError:
-                    raise FileExistsError(
-                        f"{dst}: created by someone else meanwhile; pass overwrite=true to replace"
-                    ) from None
-                except OSError:  # no hard links on this file system: check, then rename
-                    if dst.exists():
-                        raise FileExistsError(
-                            f"{dst}: created by someone else meanwhile; "
-                            "pass overwrite=true to replace"
-                        ) from None
-                    os.replace(src, dst)
+            publish(src, dst, overwrite, hint=_MEANWHILE)
+            if not overwrite:
                 done.append(dst)
     except BaseException:
         for dst in done:

@@ -7,15 +7,17 @@ from collections import defaultdict
 from collections.abc import Iterable
 
 import torch
-from torch import nn
 
 from unrolled.data.sample import Sample
 from unrolled.metrics import ssim_map
+from unrolled.models.reconstructor import Reconstruction, Reconstructor
 from unrolled.physics.coils import center_crop
 
 
-def reconstruct(net: nn.Module, batch: Sample, return_cascades: bool = False):
-    """Run ``net`` on a batch; returns ``(image cropped to the recon size (B, h, w), output)``."""
+def reconstruct(
+    net: Reconstructor, batch: Sample, return_cascades: bool = False
+) -> tuple[torch.Tensor, Reconstruction]:
+    """Run any method on a batch: ``(image cropped to the recon size (B, h, w), output)``."""
     keys = [(f, int(s)) for f, s in zip(batch.fname, batch.slice_num, strict=True)]
     out = net(
         batch.kspace,
@@ -113,7 +115,7 @@ def summarise(volumes: dict[str, dict[str, float]]) -> dict[str, float]:
 
 @torch.no_grad()
 def evaluate_method(
-    method: nn.Module, batches: Iterable[Sample], device: str | torch.device = "cpu"
+    method: Reconstructor, batches: Iterable[Sample], device: str | torch.device = "cpu"
 ) -> dict[str, dict[str, float]]:
     """Per-volume ``{"psnr", "ssim", "nmse"}`` of ``method`` over ``batches`` (with targets)."""
     method = method.to(device).eval()

@@ -2,7 +2,7 @@
 
 Each baseline is called like :class:`~unrolled.models.unrolled.UnrolledNet`,
 ``method(kspace, mask, num_low_frequencies, keys=None)``, and returns an
-:class:`~unrolled.models.unrolled.UnrolledOutput`, so every evaluation path
+:class:`~unrolled.models.reconstructor.Reconstruction`, so every evaluation path
 treats networks and baselines alike. Baselines hold no learnable parameters.
 """
 
@@ -12,11 +12,11 @@ import torch
 from torch import nn
 
 from unrolled.methods.weight_selection import KSpaceCrossValidation
+from unrolled.models.reconstructor import Reconstruction
 from unrolled.models.sensitivity import EspiritSensitivity
-from unrolled.models.unrolled import UnrolledOutput
 from unrolled.physics.coils import rss
-from unrolled.physics.fft import fft2c, ifft2c
-from unrolled.physics.operators import SenseOp, expand_coils
+from unrolled.physics.fft import ifft2c
+from unrolled.physics.operators import SenseOp, coil_kspace
 from unrolled.physics.solvers import conjugate_gradient
 
 
@@ -26,7 +26,7 @@ class ZeroFilled(nn.Module):
     def forward(self, kspace, mask, num_low_frequencies, keys=None, return_cascades=False):
         coil_images = ifft2c(kspace)  # (B, C, H, W)
         empty = torch.empty(0, device=kspace.device)
-        return UnrolledOutput(rss(coil_images, dim=1), kspace, empty, [])
+        return Reconstruction(rss(coil_images, dim=1), kspace, empty, [])
 
 
 class CGSense(nn.Module):
@@ -77,5 +77,5 @@ class CGSense(nn.Module):
         else:
             sel = self.weight_selection
             x, _ = sel.reconstruct(self.solve, maps, kspace, mask, num_low_frequencies, self.lam)
-        k = fft2c(expand_coils(x, maps))  # (B, C, H, W); x (B, [M,] H, W)
-        return UnrolledOutput(rss(ifft2c(k), dim=1), k, maps, [])
+        k = coil_kspace(x, maps)  # (B, C, H, W); x (B, [M,] H, W)
+        return Reconstruction(rss(ifft2c(k), dim=1), k, maps, [])

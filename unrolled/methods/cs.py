@@ -6,7 +6,7 @@ Both solve, per slice and batched over ``(B, H, W)``,
 
 and are called like :class:`~unrolled.methods.classical.CGSense`:
 ``method(kspace, mask, num_low_frequencies, keys=None)`` returns an
-:class:`~unrolled.models.unrolled.UnrolledOutput` whose image is ``|x|``
+:class:`~unrolled.models.reconstructor.Reconstruction` whose image is ``|x|``
 (the RSS convention for maps with ``sum_c |S_c|^2 = 1``).
 
 Scale. ``s = max_r |A^H y|(r)`` per slice, so ``lam`` is scale free: fastMRI
@@ -56,11 +56,11 @@ import torch
 from torch import nn
 
 from unrolled.methods.weight_selection import KSpaceCrossValidation
+from unrolled.models.reconstructor import Reconstruction
 from unrolled.models.sensitivity import EspiritSensitivity
-from unrolled.models.unrolled import UnrolledOutput
 from unrolled.physics.coils import rss
-from unrolled.physics.fft import fft2c, ifft2c
-from unrolled.physics.operators import SenseOp, expand_coils
+from unrolled.physics.fft import ifft2c
+from unrolled.physics.operators import SenseOp, coil_kspace
 from unrolled.physics.tv import GRAD_NORM_SQ, FiniteDifferenceOp, project_l2_ball, tv_norm
 from unrolled.physics.wavelets import WaveletOp, max_levels, padded_shape, soft_threshold
 
@@ -205,8 +205,8 @@ class _SenseCS(nn.Module):
             x, _ = sel.reconstruct(
                 self.solve_with_weight, maps, kspace, mask, num_low_frequencies, self.lam
             )
-        k = fft2c(expand_coils(x, maps))  # (B, C, H, W)
-        return UnrolledOutput(rss(ifft2c(k), dim=1), k, maps, [])
+        k = coil_kspace(x, maps)  # (B, C, H, W)
+        return Reconstruction(rss(ifft2c(k), dim=1), k, maps, [])
 
 
 class CSWavelet(_SenseCS):

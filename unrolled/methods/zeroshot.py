@@ -46,8 +46,8 @@ from torch import nn
 from unrolled.data.checkpoint import network_state, read_checkpoint
 from unrolled.losses import KSpaceL1L2Loss
 from unrolled.methods.zeroshot_history import ScanHistory, StepRecord
+from unrolled.models.reconstructor import Reconstruction
 from unrolled.models.sensitivity import EspiritSensitivity
-from unrolled.models.unrolled import UnrolledOutput
 from unrolled.physics.calibration import calibration_columns
 from unrolled.physics.splitting import split_mask
 
@@ -321,7 +321,7 @@ class ZeroShot(nn.Module):
         num_low_frequencies: torch.Tensor,
         keys: list[tuple] | None = None,
         return_cascades: bool = False,
-    ) -> UnrolledOutput:
+    ) -> Reconstruction:
         """Fit and reconstruct every slice of the batch, one at a time.
 
         Args and output as :meth:`UnrolledNet.forward`; each slice's
@@ -345,7 +345,7 @@ class ZeroShot(nn.Module):
                 hist.seconds,
             )  # fmt: skip
         cascades = [torch.cat(c) for c in zip(*(o.cascades for o in outs), strict=True)]
-        return UnrolledOutput(
+        return Reconstruction(
             image=torch.cat([o.image for o in outs]),
             kspace=torch.cat([o.kspace for o in outs]),
             maps=torch.cat([o.maps for o in outs]),

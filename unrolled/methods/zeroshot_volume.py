@@ -35,8 +35,8 @@ from torch import nn
 
 from unrolled.methods.zeroshot import Monitor, ZeroShot, log
 from unrolled.methods.zeroshot_history import ScanHistory
+from unrolled.models.reconstructor import Reconstruction
 from unrolled.models.sensitivity import EspiritSensitivity
-from unrolled.models.unrolled import UnrolledOutput
 
 
 class VolumeZeroShot(ZeroShot):
@@ -111,7 +111,7 @@ class VolumeZeroShot(ZeroShot):
 
     def classical_output(
         self, net: nn.Module, kspace, mask, nlf, key: tuple
-    ) -> UnrolledOutput | None:
+    ) -> Reconstruction | None:
         """The classical method's output, with the fitted network's ESPIRiT maps if it can."""
         if self.classical is None:
             return None
@@ -128,13 +128,13 @@ class VolumeZeroShot(ZeroShot):
             if shared:
                 self.classical.espirit = saved
 
-    def held_out_loss(self, out: UnrolledOutput, kspace, gamma) -> float:
+    def held_out_loss(self, out: Reconstruction, kspace, gamma) -> float:
         """k-space loss of a prediction on the held-out samples ``gamma``."""
         return float(self.loss(out.kspace, kspace, gamma))
 
     def fit_slice(
         self, kspace, mask, nlf, key: tuple, monitor: Monitor | None = None
-    ) -> tuple[UnrolledOutput, ScanHistory]:
+    ) -> tuple[Reconstruction, ScanHistory]:
         """Fit (or warm-start) one slice, choose network or classical, reconstruct.
 
         Args:
@@ -178,7 +178,7 @@ class VolumeZeroShot(ZeroShot):
         num_low_frequencies: torch.Tensor,
         keys: list[tuple] | None = None,
         return_cascades: bool = False,
-    ) -> UnrolledOutput:
+    ) -> Reconstruction:
         """Fit and reconstruct every slice of the batch in order (see :class:`ZeroShot`).
 
         A slice reconstructed by the classical method repeats its image as
@@ -207,7 +207,7 @@ class VolumeZeroShot(ZeroShot):
                 torch.cat([o.cascades[c] if o.cascades else o.image for o in outs])
                 for c in range(n)
             ]
-        return UnrolledOutput(
+        return Reconstruction(
             image=torch.cat([o.image for o in outs]),
             kspace=torch.cat([o.kspace for o in outs]),
             maps=torch.cat([o.maps for o in outs]),

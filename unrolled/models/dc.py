@@ -26,8 +26,7 @@ import math
 import torch
 from torch import nn
 
-from unrolled.physics.fft import fft2c
-from unrolled.physics.operators import SenseOp, expand_coils
+from unrolled.physics.operators import SenseOp, coil_kspace
 from unrolled.physics.solvers import conjugate_gradient
 
 
@@ -59,7 +58,7 @@ class HardDC(DataConsistency):
     """``k = M y + (1 - M) F S z``: after it, ``k`` equals ``y`` wherever ``M = 1``."""
 
     def _dc(self, z, y, maps, mask):
-        k = fft2c(expand_coils(z, maps))  # (B, C, H, W)
+        k = coil_kspace(z, maps)  # (B, C, H, W)
         return torch.where(mask > 0, y, k)
 
 
@@ -96,7 +95,7 @@ class ProximalDC(DataConsistency):
         x = conjugate_gradient(
             lambda v: op.normal(v) + lam * v, rhs, x0=z, max_iter=self.max_iter, tol=self.tol
         )
-        return fft2c(expand_coils(x, maps))
+        return coil_kspace(x, maps)
 
 
 class GradientDC(DataConsistency):
@@ -119,5 +118,5 @@ class GradientDC(DataConsistency):
         return self.log_step.exp()
 
     def _dc(self, z, y, maps, mask):
-        k = fft2c(expand_coils(z, maps))  # (B, C, H, W)
+        k = coil_kspace(z, maps)  # (B, C, H, W)
         return k - self.step * mask * (k - y)

@@ -30,8 +30,8 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from unrolled.models.reconstructor import Reconstruction
 from unrolled.models.sensitivity import ZeroCalibrationWarning
-from unrolled.models.unrolled import UnrolledOutput
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +126,7 @@ class FastmriVarNet(nn.Module):
         num_low_frequencies: torch.Tensor,
         keys: list[tuple] | None = None,
         return_cascades: bool = False,
-    ) -> UnrolledOutput:
+    ) -> Reconstruction:
         """Reconstruct.
 
         Args:
@@ -140,7 +140,7 @@ class FastmriVarNet(nn.Module):
                 ``cascades`` is always empty.
 
         Returns:
-            :class:`UnrolledOutput` with ``image`` the RSS ``(B, H, W)``, ``kspace``
+            :class:`Reconstruction` with ``image`` the RSS ``(B, H, W)``, ``kspace``
             the final coil k-space ``(B, C, H, W)`` complex64 and ``maps`` VarNet's
             learned sensitivities ``(B, C, H, W)`` complex64. A sample whose k-space is
             all zero (a dropped or padding slice) gets zeros and a
@@ -165,9 +165,9 @@ class FastmriVarNet(nn.Module):
         image = fastmri.rss(fastmri.complex_abs(fastmri.ifft2c(pred)), dim=1)  # (B, H, W)
         pred_c = torch.view_as_complex(pred.float().contiguous())  # (B, C, H, W)
         maps_c = torch.view_as_complex(maps.float().contiguous())
-        return UnrolledOutput(image=image, kspace=pred_c, maps=maps_c, cascades=[])
+        return Reconstruction(image=image, kspace=pred_c, maps=maps_c, cascades=[])
 
-    def _skip_empty(self, kspace, mask, num_low_frequencies, keys, empty) -> UnrolledOutput:
+    def _skip_empty(self, kspace, mask, num_low_frequencies, keys, empty) -> Reconstruction:
         """Zeros for the all-zero samples (with a warning each), VarNet for the others."""
         for i in empty.nonzero().flatten().tolist():
             key = tuple(keys[i]) if keys is not None else ()
@@ -190,7 +190,7 @@ class FastmriVarNet(nn.Module):
                 nlf[keep] if nlf.numel() == b else nlf,
             )
             image[keep], pred[keep], maps[keep] = out.image.float(), out.kspace, out.maps
-        return UnrolledOutput(image=image, kspace=pred, maps=maps, cascades=[])
+        return Reconstruction(image=image, kspace=pred, maps=maps, cascades=[])
 
     def _varnet(self, k: torch.Tensor, m: torch.Tensor, nlf: int):
         """``VarNet.forward`` step by step (identical arithmetic), keeping the k-space and

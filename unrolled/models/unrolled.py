@@ -15,37 +15,17 @@ root-sum-of-squares of ``F^H k_T``, the same quantity as fastMRI's
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from unrolled.models.dc import DataConsistency
+from unrolled.models.reconstructor import Reconstruction
 from unrolled.models.sensitivity import EspiritSensitivity
 from unrolled.physics.coils import rss
 from unrolled.physics.fft import ifft2c
 from unrolled.physics.operators import combine_coils
-
-
-@dataclass
-class UnrolledOutput:
-    """What :class:`UnrolledNet` returns.
-
-    Attributes:
-        image: RSS magnitude image, ``(B, H, W)`` float32 (full k-space size;
-            crop to the recon size for metrics).
-        kspace: final coil k-space, ``(B, C, H, W)`` complex64.
-        maps: coil sensitivities used, ``(B, C, H, W)`` complex64, or ``(B, M, C, H, W)``
-            for ``M`` sets of ESPIRiT maps (soft-SENSE).
-        cascades: RSS images after each cascade, each ``(B, H, W)``; empty
-            unless requested.
-    """
-
-    image: torch.Tensor
-    kspace: torch.Tensor
-    maps: torch.Tensor
-    cascades: list[torch.Tensor]
 
 
 def _reinitialised_copy(module: nn.Module) -> nn.Module:
@@ -112,7 +92,7 @@ class UnrolledNet(nn.Module):
         num_low_frequencies: torch.Tensor,
         keys: list[tuple] | None = None,
         return_cascades: bool = False,
-    ) -> UnrolledOutput:
+    ) -> Reconstruction:
         """Reconstruct.
 
         Args:
@@ -137,4 +117,4 @@ class UnrolledNet(nn.Module):
             if return_cascades:
                 cascades.append(rss(ifft2c(k), dim=1).detach())
         image = rss(ifft2c(k), dim=1)  # (B, H, W)
-        return UnrolledOutput(image=image, kspace=k, maps=maps, cascades=cascades)
+        return Reconstruction(image=image, kspace=k, maps=maps, cascades=cascades)

@@ -113,7 +113,7 @@ class SenseOp(LinearOperator):
         return 1 if self.maps.dim() == 4 else self.maps.shape[1]
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.mask * fft2c(expand_coils(x, self.maps))  # (B, C, H, W)
+        return self.mask * coil_kspace(x, self.maps)  # (B, C, H, W)
 
     def _adjoint(self, y: torch.Tensor) -> torch.Tensor:
         return combine_coils(ifft2c(self.mask * y), self.maps)  # (B, H, W) or (B, M, H, W)
@@ -130,6 +130,13 @@ def expand_coils(x: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
     if maps.dim() == 5:
         return (maps * x.unsqueeze(2)).sum(dim=1)  # (B, M, C, H, W) -> (B, C, H, W)
     return maps * x.unsqueeze(1)
+
+
+def coil_kspace(x: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
+    """Fully sampled coil k-space of an image, ``F sum_m S_{m,c} x_m``: ``(B, H, W)`` with maps
+    ``(B, C, H, W)``, or ``(B, M, H, W)`` with maps ``(B, M, C, H, W)`` -> ``(B, C, H, W)``
+    (the SENSE forward model without the mask)."""
+    return fft2c(expand_coils(x, maps))
 
 
 def combine_coils(coil_images: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:

@@ -9,13 +9,13 @@ order. Source: BART's ``python/cfl.py`` and ``src/misc/mmio.c``
 
 from __future__ import annotations
 
-import os
 from os import PathLike
 from pathlib import Path
 
 import numpy as np
 
 from unrolled.data.errors import DataError
+from unrolled.data.publish import atomic_path
 
 
 def cfl_base(path: str | PathLike[str]) -> Path:
@@ -81,13 +81,9 @@ def write_cfl(path: str | PathLike[str], array: np.ndarray, overwrite: bool = Fa
                 raise FileExistsError(f"{t}: exists; pass overwrite=True to replace it")
     header = "# Dimensions\n" + " ".join(str(d) for d in dims) + "\n"
     for target in targets:
-        tmp = target.with_name(f".{target.name}.tmp")
-        try:
+        with atomic_path(target) as tmp:
             if target.suffix == ".hdr":
                 tmp.write_text(header)
             else:
                 array.ravel(order="F").astype("<c8").tofile(tmp)
-            os.replace(tmp, target)
-        finally:
-            tmp.unlink(missing_ok=True)
     return base

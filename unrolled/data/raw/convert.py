@@ -27,8 +27,6 @@ no output at all. Output layout (one file per repetition/contrast/phase/set):
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +35,7 @@ import h5py
 import numpy as np
 
 from unrolled.data.errors import DataError
+from unrolled.data.publish import atomic_path
 from unrolled.data.raw import xmlhdr
 from unrolled.data.raw.assemble import Assembly, Volume, assemble
 from unrolled.data.raw.deidentify import deidentify_header, patient_label, pseudonym
@@ -247,11 +246,7 @@ def _as_tensor(mask: np.ndarray):
 
 def _write(out: Path, planned: PlannedFile, overwrite: bool) -> Path:
     target = out / planned.name
-    fd, tmp_name = tempfile.mkstemp(dir=out, prefix=f".{planned.name}.", suffix=".tmp")
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        os.chmod(tmp, 0o644)
+    with atomic_path(target, overwrite, hint="pass overwrite=true to replace it") as tmp:
         with h5py.File(tmp, "w") as f:
             for key, value in planned.datasets.items():
                 f.create_dataset(key, data=value)
@@ -259,17 +254,6 @@ def _write(out: Path, planned: PlannedFile, overwrite: bool) -> Path:
                 f.attrs[key] = value
             for key, value in planned.geometry.items():
                 f.create_dataset(key, data=value)
-        if overwrite:
-            os.replace(tmp, target)
-        else:
-            try:
-                os.link(tmp, target)
-            except FileExistsError:
-                raise FileExistsError(
-                    f"{target}: exists; pass overwrite=true to replace it"
-                ) from None
-    finally:
-        tmp.unlink(missing_ok=True)
     return target
 
 
