@@ -80,7 +80,10 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=REPO / "bench/results/embedded_methods.json")
     args = parser.parse_args()
 
-    jobs = [(m, [f"method={m}"]) for m in args.methods]
+    # Fixed YAML weights: cs_tv's default per-scan weight selection (k-space cross-validation)
+    # is measured in bench/real_scans.py.
+    fixed = {"cs_tv": ["method.weight_selection=null"]}
+    jobs = [(m, [f"method={m}", *fixed.get(m, [])]) for m in args.methods]
     for spec in args.checkpoint:
         name, path = spec.split("=", 1)
         jobs.append((name, ["method=unrolled", f"checkpoint={Path(path).resolve()}"]))

@@ -29,7 +29,7 @@ README = REPO / "README.md"
 LABELS = {
     "zero_filled": "zero-filled",
     "cg_sense": "CG-SENSE",
-    "cs_tv": "CS TV",
+    "cs_tv": "CS TV (fixed weight)",
     "cs_wavelet": "CS wavelet",
     "varnet_fastmri": "E2E-VarNet (fastmri)",
     "unrolled": "unrolled (ours)",
@@ -43,7 +43,7 @@ def _lam(method: str) -> str:
 
 NOTES = {
     "cg_sense": lambda: _lam("cg_sense") + " (`conf/method/cg_sense.yaml`, tuned on val)",
-    "cs_tv": lambda: _lam("cs_tv") + " (tuned on val)",
+    "cs_tv": lambda: _lam("cs_tv") + " (tuned on val; the default chooses it per slice)",
     "cs_wavelet": lambda: _lam("cs_wavelet") + " (tuned on val)",
     "varnet_fastmri": lambda: "`make train` recipe with `model=varnet_fastmri`",
     "unrolled": lambda: "`make train` checkpoint of an earlier 9-epoch run (not the one above)",

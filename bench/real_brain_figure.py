@@ -58,14 +58,31 @@ def load_sample(path: Path = BRAIN, seed: int = 0) -> tuple[Sample, torch.Tensor
     return sample, coils
 
 
-def build(name: str, espirit: EspiritSensitivity):
-    """The method of ``conf/method/<name>.yaml``, sharing ``espirit`` where it takes one."""
+def _instantiate(cfg: dict):
+    """Call a plain config's ``_target_`` with its (recursively instantiated) arguments."""
+    args = {
+        k: _instantiate(v) if isinstance(v, dict) and "_target_" in v else v for k, v in cfg.items()
+    }
+    module, cls = args.pop("_target_").rsplit(".", 1)
+    return getattr(importlib.import_module(module), cls)(**args)
+
+
+def build(name: str, espirit: EspiritSensitivity, fixed_weight: bool = False):
+    """The method of ``conf/method/<name>.yaml``, sharing ``espirit`` where it takes one.
+
+    ``fixed_weight`` drops a per-scan weight selection (``weight_selection``, k-space
+    cross-validation: the default of ``cs_tv``) so the YAML's fixed ``lam`` is used.
+    """
     cfg = yaml.safe_load((REPO / "conf" / "method" / f"{name}.yaml").read_text())
-    module, cls = cfg.pop("_target_").rsplit(".", 1)
-    cls = getattr(importlib.import_module(module), cls)
-    if "espirit" in inspect.signature(cls).parameters:
+    if fixed_weight and "weight_selection" in cfg:
+        cfg["weight_selection"] = None
+    module, cls_name = cfg["_target_"].rsplit(".", 1)
+    if (
+        "espirit"
+        in inspect.signature(getattr(importlib.import_module(module), cls_name)).parameters
+    ):
         cfg["espirit"] = espirit
-    return cls(**cfg)
+    return _instantiate(cfg)
 
 
 def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:

@@ -75,13 +75,14 @@ def run(networks: dict[str, str]) -> dict:
     methods: dict[str, torch.nn.Module] = {}
     espirit = EspiritSensitivity()
     for name in CLASSICAL:
-        methods[name] = build(name, espirit)
+        # fixed YAML weights (cs_tv's default per-scan selection is in bench/real_scans.py)
+        methods[name] = build(name, espirit, fixed_weight=True)
     for name, ckpt in networks.items():
         methods[name] = load_checkpoint_network(ckpt).eval()
     results: dict = {
         "data": "../shared/data/brain_t2_4coil/img_brain_4ch.mat (4 coils, 256 x 256, real)",
         "scoring": "fastMRI evaluate.py: RSS reference, data range = reference max, one slice",
-        "classical_weights": "conf/method/*.yaml (the weights every command uses)",
+        "classical_weights": "conf/method/*.yaml fixed lam (cs_tv: weight_selection=null)",
         "networks": networks,
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),

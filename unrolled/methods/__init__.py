@@ -1,0 +1,1 @@
+"""Reconstruction methods not trained by Lightning, and what they share."""

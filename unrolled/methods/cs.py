@@ -49,11 +49,13 @@ early-stopped (accelerated) Landweber SENSE.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 
 import torch
 from torch import nn
 
+from unrolled.methods.weight_selection import KSpaceCrossValidation
 from unrolled.models.sensitivity import EspiritSensitivity
 from unrolled.models.unrolled import UnrolledOutput
 from unrolled.physics.coils import rss
@@ -129,13 +131,26 @@ def fista(
 class _SenseCS(nn.Module):
     """Shared parts: ESPIRiT maps, scale normalisation, step size and output convention."""
 
-    def __init__(self, lam: float, num_iter: int, espirit: EspiritSensitivity | None) -> None:
+    def __init__(
+        self,
+        lam: float,
+        num_iter: int,
+        espirit: EspiritSensitivity | None,
+        weight_selection: KSpaceCrossValidation | None = None,
+    ) -> None:
         super().__init__()
         if lam < 0 or num_iter < 0:
             raise ValueError(f"lam and num_iter must be >= 0, got {lam}, {num_iter}")
         self.lam = lam
         self.num_iter = num_iter
         self.espirit = espirit or EspiritSensitivity(num_maps=None)
+        self.weight_selection = weight_selection
+
+    def solve_with_weight(self, lam: float, op: SenseOp, kspace: torch.Tensor) -> torch.Tensor:
+        """:meth:`solve` with weight ``lam`` instead of ``self.lam`` (``self`` is unchanged)."""
+        method = copy.copy(self)  # shallow: shares the ESPIRiT estimator, not the weight
+        method.lam = lam
+        return method.solve(op, kspace)
 
     def regulariser(self, x: torch.Tensor) -> torch.Tensor:
         """``R(x)`` per image, ``(B, H, W)`` -> ``(B,)``."""
@@ -183,7 +198,13 @@ class _SenseCS(nn.Module):
         sets for ESPIRiT's per-pixel orthonormal sets.
         """
         maps = self.espirit(kspace, mask, num_low_frequencies, keys=keys)  # (B, [M,] C, H, W)
-        x = self.solve(SenseOp(maps, mask), kspace)  # (B, [M,] H, W)
+        if self.weight_selection is None:
+            x = self.solve(SenseOp(maps, mask), kspace)  # (B, [M,] H, W)
+        else:  # lam chosen per slice by k-space cross-validation
+            sel = self.weight_selection
+            x, _ = sel.reconstruct(
+                self.solve_with_weight, maps, kspace, mask, num_low_frequencies, self.lam
+            )
         k = fft2c(expand_coils(x, maps))  # (B, C, H, W)
         return UnrolledOutput(rss(ifft2c(k), dim=1), k, maps, [])
 
@@ -200,6 +221,9 @@ class CSWavelet(_SenseCS):
         espirit: the ESPIRiT estimator (pass one to share its cache across methods);
             default: ESPIRiT's defaults (maps kept everywhere, ``crop=0``), one or two sets
             chosen per slice (``num_maps=None``; two where the field of view is too small).
+        weight_selection: choose ``lam`` per slice from the slice's own samples
+            (:class:`~unrolled.methods.weight_selection.KSpaceCrossValidation`);
+            ``None``: the fixed ``lam``.
     """
 
     def __init__(
@@ -210,8 +234,9 @@ class CSWavelet(_SenseCS):
         levels: int = 4,
         restart: bool = True,
         espirit: EspiritSensitivity | None = None,
+        weight_selection: KSpaceCrossValidation | None = None,
     ) -> None:
-        super().__init__(lam, num_iter, espirit)
+        super().__init__(lam, num_iter, espirit, weight_selection)
         self.wavelet = wavelet
         self.levels = levels
         self.restart = restart
@@ -267,6 +292,9 @@ class CSTV(_SenseCS):
         espirit: the ESPIRiT estimator (pass one to share its cache across methods);
             default: ESPIRiT's defaults (maps kept everywhere, ``crop=0``), one or two sets
             chosen per slice (``num_maps=None``; two where the field of view is too small).
+        weight_selection: choose ``lam`` per slice from the slice's own samples
+            (:class:`~unrolled.methods.weight_selection.KSpaceCrossValidation`);
+            ``None``: the fixed ``lam``.
     """
 
     def __init__(
@@ -276,8 +304,9 @@ class CSTV(_SenseCS):
         dual_step: float = 5.0,
         max_primal_step: float = 1.5,
         espirit: EspiritSensitivity | None = None,
+        weight_selection: KSpaceCrossValidation | None = None,
     ) -> None:
-        super().__init__(lam, num_iter, espirit)
+        super().__init__(lam, num_iter, espirit, weight_selection)
         if dual_step <= 0 or max_primal_step <= 0:
             raise ValueError(f"steps must be positive, got {dual_step}, {max_primal_step}")
         self.dual_step = dual_step

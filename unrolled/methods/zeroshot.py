@@ -218,8 +218,9 @@ class ZeroShot(nn.Module):
         num_low_frequencies: torch.Tensor,
         key: tuple = (0,),
         monitor: Monitor | None = None,
+        init: nn.Module | None = None,
     ) -> tuple[nn.Module, ScanHistory]:
-        """Fit a fresh copy of the network to one slice.
+        """Fit a fresh copy of the network (or of ``init``) to one slice.
 
         Args:
             kspace: ``(1, C, H, W)`` measured coil k-space, zero where not sampled.
@@ -228,6 +229,7 @@ class ZeroShot(nn.Module):
             key: the slice's name in the history (and the ESPIRiT cache of the copy).
             monitor: called after each validation (no gradients) with the network;
                 its time is left off the clock (budget, schedule, ``seconds``).
+            init: fit a copy of this network instead (e.g. a neighbouring slice's fit).
 
         Returns:
             ``(fitted network with the best weights, history)``.
@@ -242,7 +244,7 @@ class ZeroShot(nn.Module):
         train = mask - gamma
         y_train = kspace * train  # (1, C, H, W): Gamma removed
 
-        net = copy.deepcopy(self.net).to(kspace.device).train()
+        net = copy.deepcopy(self.net if init is None else init).to(kspace.device).train()
         keys = [tuple(key)]
         # ESPIRiT maps once, from the complete calibration region, cached for every call
         if isinstance(getattr(net, "sens", None), EspiritSensitivity):

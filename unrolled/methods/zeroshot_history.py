@@ -51,6 +51,10 @@ class ScanHistory:
         stop_reason: ``"patience"``, ``"max_steps"`` or ``"time_budget"``.
         seconds: wall time of the fit (monitor excluded) and, when run by
             :meth:`ZeroShot.forward`, of the final reconstruction.
+        start: key of the slice whose fitted network this fit started from
+            (``None``: the initial or checkpoint weights).
+        classical_val_loss: held-out loss of the classical candidate (NaN: none).
+        chosen: what reconstructed the slice: ``"network"`` or ``"classical"``.
     """
 
     key: tuple
@@ -61,6 +65,9 @@ class ScanHistory:
     best_val_loss: float = math.inf
     stop_reason: str = ""
     seconds: float = 0.0
+    start: tuple | None = None
+    classical_val_loss: float = math.nan
+    chosen: str = "network"
 
     @property
     def last_step(self) -> int:
@@ -118,6 +125,10 @@ def draw_history(ax, h: ScanHistory) -> None:
     ]
     ax.plot(*zip(*val, strict=True), "o-", ms=2.5, lw=1.2, label="held-out (Gamma)")
     ax.axvline(h.best_step, color="k", ls="--", lw=0.8, label=f"kept: step {h.best_step}")
+    if not math.isnan(h.classical_val_loss):
+        ax.axhline(h.classical_val_loss, color="C3", ls=":", lw=1.0, label=(
+            f"classical held-out{' (chosen)' if h.chosen == 'classical' else ''}"
+        ))  # fmt: skip
     ax.set_xlabel("step")
     ax.set_ylabel("k-space L1-L2 loss")
     ax.set_title("/".join(str(k) for k in h.key), fontsize=8)

@@ -17,7 +17,7 @@ from torch import nn
 
 from unrolled.models.denoisers import ComplexDenoiser, ResNet
 from unrolled.physics.calibration import calibration_columns
-from unrolled.physics.coils import espirit
+from unrolled.physics.coils import MIN_KERNEL_SIZE, espirit
 from unrolled.physics.fft import ifft2c
 
 
@@ -76,9 +76,11 @@ class EspiritSensitivity(nn.Module):
     of view folded to 75 %, with a 16-column calibration region and kernel 6, and with an
     8-column region and kernel 4 (with kernel 6 there, the calibration matrix has 3
     windows across the phase-encoding axis and the second eigenvalue never exceeds 0.8,
-    folded or not; ``extra_kernel_size=4`` finds a second set, but on a 128-row slice in
-    the middle of the field of view rather than at its folded edges, so it is not the
-    default).
+    folded or not; hence ``extra_kernel_size``). With 16 columns the second set lies at
+    the folded edges of the field of view. With 8 columns and kernel 4 it appeared on a
+    128-row test slice (away from the edges), but on the 256-row test volume of
+    ``bench/soft_sense_fold.py`` it covers at most 0.012 % of a slice: there the automatic
+    choice keeps one set, and ``num_maps=2`` differs from one set mainly by its kernel of 4.
 
     Maps depend only on the fully sampled calibration region, so they are
     cached per (file, slice, calibration width) when keys are passed in,
@@ -101,10 +103,10 @@ class EspiritSensitivity(nn.Module):
             crop to every set; the first set keeps ``crop``, see above).
         min_extra_support: with ``num_maps=None``, the fraction of pixels the second set
             must cover to be kept.
-        extra_kernel_size: ESPIRiT kernel width when more than one set is computed (default
-            ``kernel_size``). With ``num_maps=None`` a slice that keeps one set gets the
-            ``kernel_size`` maps. A narrow calibration region sees a fold only with a smaller
-            kernel (see above), which also finds second sets away from the fold.
+        extra_kernel_size: ESPIRiT kernel width when more than one set is computed; default
+            ``min(kernel_size, max(3, calibration columns // 2))`` (4 for 8 columns, else
+            ``kernel_size`` from 12 columns on). With ``num_maps=None`` a slice that keeps
+            one set gets the ``kernel_size`` maps, exactly the single-set ones.
 
     Raises:
         ValueError: ``num_maps`` is not ``None`` or a positive int.
@@ -170,7 +172,9 @@ class EspiritSensitivity(nn.Module):
         one = dict(kernel_size=self.kernel_size, threshold=self.threshold, crop=self.crop)
         if self.num_maps == 1 or kspace.shape[1] == 1:
             return espirit(kspace, nlf, **one)[0]
-        k = self.extra_kernel_size or self.kernel_size
+        # Sets 2..M: a kernel at most half the calibration width, so that the calibration
+        # matrix has windows enough across the phase-encoding axis to see a fold.
+        k = self.extra_kernel_size or min(self.kernel_size, max(MIN_KERNEL_SIZE, nlf // 2))
         num = min(2 if self.num_maps is None else self.num_maps, kspace.shape[1])
         sets = espirit(
             kspace, nlf, **{**one, "kernel_size": k}, num_maps=num, extra_crop=self.extra_crop

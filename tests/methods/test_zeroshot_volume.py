@@ -1,0 +1,184 @@
+"""VolumeZeroShot: warm start along a volume, and never below its classical candidate."""
+
+import copy
+
+import pytest
+import torch
+
+from unrolled.losses import KSpaceL1L2Loss
+from unrolled.methods.classical import CGSense
+from unrolled.methods.zeroshot import ZeroShot
+from unrolled.methods.zeroshot_volume import VolumeZeroShot
+from unrolled.models.dc import HardDC
+from unrolled.models.denoisers import ComplexDenoiser, ResNet
+from unrolled.models.sensitivity import EspiritSensitivity
+from unrolled.models.unrolled import UnrolledNet
+from unrolled.physics.fft import fft2c
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny_net():
+    return UnrolledNet(ComplexDenoiser(ResNet(2, 2, 4, 1)), HardDC(), EspiritSensitivity(), 1)
+
+
+def smooth(gen, shape, size):
+    low = torch.randn(*shape, size // 4, size // 4, generator=gen)
+    return torch.nn.functional.interpolate(low, size=(size, size), mode="bilinear")
+
+
+def sense_scan(batch=3, size=32, coils=4, acc=4, nlf=8, seed=0, noise=0.0):
+    """Coil images = smooth maps x one smooth image per slice (slices alike), masked k-space."""
+    g = torch.Generator().manual_seed(seed)
+    m = smooth(g, (1, 2 * coils), size)
+    maps = torch.complex(m[:, :coils], m[:, coils:]) + 1.0  # (1, C, H, W), shared by the slices
+    base = smooth(g, (1, 2), size)
+    drift = 0.2 * smooth(g, (batch, 2), size)  # neighbouring slices differ a little
+    x = base + drift.cumsum(0)
+    img = torch.complex(x[:, :1], x[:, 1:])  # (B, 1, H, W)
+    full = fft2c(maps * img)
+    full = full + noise * torch.randn(full.shape, dtype=full.dtype, generator=g)
+    cols = torch.zeros(size)
+    cols[::acc] = 1
+    cols[size // 2 - nlf // 2 : size // 2 + nlf // 2] = 1
+    mask = cols.reshape(1, 1, 1, size).expand(batch, 1, size, size).contiguous()
+    return full * mask, mask, torch.full((batch,), nlf)
+
+
+OPTS = dict(max_steps=8, warmup_steps=2, val_every=2, patience=50, time_budget_s=None, lr=3e-3)
+
+
+class Spy:
+    """Records the weights each fit starts from and the weights it returns."""
+
+    def __init__(self, monkeypatch):
+        self.calls = []
+        original = ZeroShot.fit_scan
+
+        def fit_scan(method, *args, init=None, **kwargs):
+            start = None if init is None else copy.deepcopy(init.state_dict())
+            net, hist = original(method, *args, init=init, **kwargs)
+            self.calls.append((start, copy.deepcopy(net.state_dict()), method.max_steps))
+            return net, hist
+
+        monkeypatch.setattr(ZeroShot, "fit_scan", fit_scan)
+
+
+def same(a, b):
+    return all(torch.equal(a[k], b[k]) for k in a) and a.keys() == b.keys()
+
+
+def test_each_slice_starts_from_the_previous_slice_fit_of_its_volume(monkeypatch):
+    spy = Spy(monkeypatch)
+    kspace, mask, nlf = sense_scan(batch=3)
+    method = VolumeZeroShot(tiny_net(), warm_steps=3, warm_lr=1e-3, warm_warmup_steps=1, **OPTS)
+    keys = [("a.h5", 0), ("a.h5", 1), ("b.h5", 0)]
+    with torch.no_grad():
+        first = method(kspace[:2], mask[:2], nlf[:2], keys=keys[:2])
+        second = method(kspace[2:], mask[2:], nlf[2:], keys=keys[2:])  # next batch, next file
+    assert first.image.shape == (2, 32, 32) and second.image.shape == (1, 32, 32)
+    h = method.histories
+    assert [x.start for x in h] == [None, ("a.h5", 0), None]
+    assert [x.last_step for x in h] == [8, 3, 8]  # warm slice: the short schedule
+    assert [c[2] for c in spy.calls] == [8, 3, 8] and method.max_steps == 8  # restored
+    assert spy.calls[0][0] is None and spy.calls[2][0] is None  # volume starts: from `net`
+    assert same(spy.calls[1][0], spy.calls[0][1])  # slice 1 starts from slice 0's kept fit
+    assert max(r.lr for r in h[1].records) <= 1e-3 + 1e-12 < max(r.lr for r in h[0].records)
+    # the warm-started slice's held-out loss before any step is that of slice 0's network
+    assert h[1].best_val_loss <= h[1].initial_val_loss
+
+
+def test_warm_start_off_fits_every_slice_from_the_same_initial_weights(monkeypatch):
+    spy = Spy(monkeypatch)
+    kspace, mask, nlf = sense_scan(batch=2)
+    method = VolumeZeroShot(tiny_net(), warm_start=False, **OPTS)
+    with torch.no_grad():
+        method(kspace, mask, nlf, keys=[("a.h5", 0), ("a.h5", 1)])
+    assert [x.start for x in method.histories] == [None, None]
+    assert [x.last_step for x in method.histories] == [8, 8]
+    assert [c[0] for c in spy.calls] == [None, None]
+
+
+def held_out_losses(method, kspace, mask, nlf):
+    """Independently: CG-SENSE (its own one-set ESPIRiT, as the net's) from Omega minus Gamma."""
+    out = []
+    for i in range(kspace.shape[0]):
+        gamma = method.split(mask[i : i + 1], int(nlf[i]))[0]
+        train = mask[i : i + 1] - gamma
+        cg = CGSense(lam=0.0172, max_iter=30, espirit=EspiritSensitivity())(
+            kspace[i : i + 1] * train, train, nlf[i : i + 1]
+        )
+        out.append(float(KSpaceL1L2Loss()(cg.kspace, kspace[i : i + 1], gamma)))
+    return out
+
+
+def brain_scan(images, size=64, acc=4, nlf=8):
+    """The real brain, low-pass to ``size`` x ``size`` (its k-space centre), 2 slices alike."""
+    full = fft2c(images)  # (C, 256, 256)
+    c = full.shape[-1] // 2
+    full = full[:, c - size // 2 : c + size // 2, c - size // 2 : c + size // 2]
+    full = torch.stack([full, full.flip(-2).conj().flip(-1)])  # a mirror-image neighbour
+    cols = torch.zeros(size)
+    cols[1::acc] = 1
+    cols[size // 2 - nlf // 2 : size // 2 + nlf // 2] = 1
+    mask = cols.reshape(1, 1, 1, size).expand(2, 1, size, size).contiguous()
+    return full * mask, mask, torch.full((2,), nlf)
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        # smooth random coil images: no single set of ESPIRiT maps fits them, the net wins
+        ("synthetic", "network"),
+        # the real brain at 64 x 64: CG-SENSE predicts the held-out samples better than an
+        # 8-step fit from scratch does, so CG-SENSE's image is what comes out
+        ("brain", "classical"),
+    ],
+)
+def test_the_result_is_never_worse_on_held_out_data_than_cg_sense(data, expected, request):
+    if data == "brain":
+        kspace, mask, nlf = brain_scan(request.getfixturevalue("real_brain_images"))
+    else:
+        kspace, mask, nlf = sense_scan(batch=2, noise=0.02)
+    method = VolumeZeroShot(tiny_net(), classical=CGSense(lam=0.0172, max_iter=30), **OPTS)
+    with torch.no_grad():
+        out = method(kspace, mask, nlf, keys=[("a.h5", 0), ("a.h5", 1)], return_cascades=True)
+    classical = held_out_losses(method, kspace, mask, nlf)
+    for i, h in enumerate(method.histories):
+        assert h.classical_val_loss == pytest.approx(classical[i], rel=1e-4)
+        assert h.chosen == expected
+        if h.chosen == "network":
+            assert h.best_val_loss < classical[i]
+        else:
+            assert h.best_val_loss >= classical[i]
+            one = slice(i, i + 1)
+            cg = CGSense(lam=0.0172, max_iter=30, espirit=EspiritSensitivity())(
+                kspace[one], mask[one], nlf[one]
+            )
+            torch.testing.assert_close(out.image[i], cg.image[0], rtol=1e-4, atol=1e-5)
+            torch.testing.assert_close(out.cascades[0][i], out.image[i])
+
+
+def test_rejects_bad_warm_start_options():
+    with pytest.raises(ValueError, match="warm_steps and warm_lr must be positive"):
+        VolumeZeroShot(tiny_net(), warm_steps=0)
+    with pytest.raises(ValueError, match="warm_steps and warm_lr must be positive"):
+        VolumeZeroShot(tiny_net(), warm_lr=0.0)
+
+
+def test_a_warm_slice_has_its_own_time_budget_and_the_configured_one_comes_back():
+    kspace, mask, nlf = sense_scan(batch=2)
+    opts = {**OPTS, "time_budget_s": 600.0}
+    method = VolumeZeroShot(tiny_net(), warm_steps=5, warm_time_budget_s=1e-9, **opts)
+    with torch.no_grad():
+        method(kspace, mask, nlf, keys=[("a.h5", 0), ("a.h5", 1)])
+    first, warm = method.histories
+    assert (first.last_step, first.stop_reason) == (8, "max_steps")
+    assert (warm.last_step, warm.stop_reason) == (1, "time_budget")
+    assert method.time_budget_s == 600.0 and method.max_steps == 8 and method.lr == 3e-3
