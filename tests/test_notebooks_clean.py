@@ -8,6 +8,7 @@ code that no longer runs cannot pass.
 
 import base64
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -62,3 +63,38 @@ def test_notebook_outputs_hold_no_machine_paths(path):
     text = json.dumps(outputs)
     for fragment in ("/tmp/", "/home/", "/work/", "/Users/"):
         assert fragment not in text, f"{path.name}: an output holds a path with {fragment}"
+
+
+def _code_cells(path):
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    return ["".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code"]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_uses_the_library_not_the_command_line_internals(path):
+    """Notebooks teach the public library: ``unrolled.cli`` (Hydra entry points) is not imported.
+
+    The commands themselves (``unrolled-train ...``) may be run, as a user would.
+    """
+    pattern = re.compile(
+        r"^\s*(from\s+unrolled\.cli\b|import\s+unrolled\.cli\b|from\s+unrolled\s+import\s+.*\bcli\b)"
+    )
+    hits = [
+        line.strip()
+        for cell in _code_cells(path)
+        for line in cell.splitlines()
+        if pattern.match(line)
+    ]
+    assert not hits, f"{path.name} imports unrolled.cli: {hits}"
+
+
+def test_no_code_cell_is_copied_between_notebooks():
+    """A step two notebooks need lives in the library (or a config), not in copied cells."""
+    seen = {}
+    for path in NOTEBOOKS:
+        for cell in _code_cells(path):
+            key = "\n".join(line.rstrip() for line in cell.strip().splitlines())
+            if len(key.splitlines()) < 3:  # a one- or two-line call may repeat
+                continue
+            assert key not in seen, f"a code cell of {path.name} is copied from {seen[key]}"
+            seen[key] = path.name
