@@ -31,7 +31,9 @@ def nmse(gt: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
     return (gt - pred).pow(2).sum() / gt.pow(2).sum()
 
 
-def psnr(gt: torch.Tensor, pred: torch.Tensor, maxval: float | torch.Tensor | None = None):
+def psnr(
+    gt: torch.Tensor, pred: torch.Tensor, maxval: float | torch.Tensor | None = None
+) -> torch.Tensor:
     """PSNR in dB over the volume, data range ``maxval`` (default ``gt.max()``)."""
     gt, pred = gt.double(), pred.double()
     maxval = gt.max() if maxval is None else torch.as_tensor(maxval, dtype=torch.float64)
@@ -73,7 +75,9 @@ def ssim_map(
     return s.squeeze(1)
 
 
-def ssim(gt: torch.Tensor, pred: torch.Tensor, maxval: float | torch.Tensor | None = None):
+def ssim(
+    gt: torch.Tensor, pred: torch.Tensor, maxval: float | torch.Tensor | None = None
+) -> torch.Tensor:
     """fastMRI's volume SSIM: mean over slices of the 7x7 SSIM, data range ``maxval``.
 
     Args:
@@ -88,7 +92,9 @@ def ssim(gt: torch.Tensor, pred: torch.Tensor, maxval: float | torch.Tensor | No
     return ssim_map(gt, pred, maxval).mean(dim=(1, 2)).mean()
 
 
-def volume_metrics(gt: torch.Tensor, pred: torch.Tensor, maxval=None) -> dict[str, float]:
+def volume_metrics(
+    gt: torch.Tensor, pred: torch.Tensor, maxval: float | torch.Tensor | None = None
+) -> dict[str, float]:
     """``{"nmse", "psnr", "ssim"}`` of one volume, as Python floats."""
     return {
         "nmse": float(nmse(gt, pred)),
