@@ -4,8 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from unrolled.inference.runner import VolumeMetricAccumulator
-from unrolled.metrics import nmse, psnr, ssim, volume_metrics
+from unrolled.metrics import VolumeMetricAccumulator, nmse, psnr, ssim, volume_metrics
 
 
 def _volumes(seed, shape=(5, 40, 33)):

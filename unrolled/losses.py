@@ -20,6 +20,9 @@ class SSIML1Loss(nn.Module):
         ssim_weight: weight of ``1 - SSIM``.
         l1_weight: weight of the normalised L1 term.
         win_size: SSIM window side.
+
+    Raises:
+        ValueError: if a weight is negative or both are zero.
     """
 
     def __init__(self, ssim_weight: float = 0.84, l1_weight: float = 0.16, win_size: int = 7):
@@ -55,6 +58,9 @@ class KSpaceL1L2Loss(nn.Module):
     Args:
         l2_weight: weight of the normalised L2 term.
         l1_weight: weight of the normalised L1 term.
+
+    Raises:
+        ValueError: if a weight is negative or both are zero.
     """
 
     def __init__(self, l2_weight: float = 1.0, l1_weight: float = 1.0) -> None:

@@ -11,9 +11,15 @@ volume maximum as data range:
 These are torch re-implementations (so they run on the GPU, in float64 by
 default) that agree with scikit-image / fastMRI to float precision; the test
 suite checks that against the ``fastmri`` package.
+
+:class:`VolumeMetricAccumulator` gives the same volume metrics from slices
+that arrive one at a time, in any order and from any batch or process.
 """
 
 from __future__ import annotations
+
+import math
+from collections import defaultdict
 
 import torch
 import torch.nn.functional as F
@@ -25,7 +31,9 @@ def nmse(gt: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
     return (gt - pred).pow(2).sum() / gt.pow(2).sum()
 
 
-def psnr(gt: torch.Tensor, pred: torch.Tensor, maxval: float | torch.Tensor | None = None):
+def psnr(
+    gt: torch.Tensor, pred: torch.Tensor, maxval: float | torch.Tensor | None = None
+) -> torch.Tensor:
     """PSNR in dB over the volume, data range ``maxval`` (default ``gt.max()``)."""
     gt, pred = gt.double(), pred.double()
     maxval = gt.max() if maxval is None else torch.as_tensor(maxval, dtype=torch.float64)
@@ -67,7 +75,9 @@ def ssim_map(
     return s.squeeze(1)
 
 
-def ssim(gt: torch.Tensor, pred: torch.Tensor, maxval: float | torch.Tensor | None = None):
+def ssim(
+    gt: torch.Tensor, pred: torch.Tensor, maxval: float | torch.Tensor | None = None
+) -> torch.Tensor:
     """fastMRI's volume SSIM: mean over slices of the 7x7 SSIM, data range ``maxval``.
 
     Args:
@@ -82,10 +92,100 @@ def ssim(gt: torch.Tensor, pred: torch.Tensor, maxval: float | torch.Tensor | No
     return ssim_map(gt, pred, maxval).mean(dim=(1, 2)).mean()
 
 
-def volume_metrics(gt: torch.Tensor, pred: torch.Tensor, maxval=None) -> dict[str, float]:
+def volume_metrics(
+    gt: torch.Tensor, pred: torch.Tensor, maxval: float | torch.Tensor | None = None
+) -> dict[str, float]:
     """``{"nmse", "psnr", "ssim"}`` of one volume, as Python floats."""
     return {
         "nmse": float(nmse(gt, pred)),
         "psnr": float(psnr(gt, pred, maxval)),
         "ssim": float(ssim(gt, pred, maxval)),
     }
+
+
+class VolumeMetricAccumulator:
+    """Accumulates per-slice statistics into fastMRI's volume-level metrics exactly.
+
+    PSNR and NMSE of a volume depend on sums of squares over its slices and
+    SSIM on the mean of per-slice SSIMs (data range = the volume maximum), so
+    slices may arrive in any order and from any batch.
+    """
+
+    def __init__(self) -> None:
+        self.stats: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0, 0.0, 0.0, 0.0])
+        self.seen: set[tuple[str, int]] = set()
+        self.loss_sum = 0.0  # optional: a training loss averaged alongside the metrics
+        self.loss_count = 0
+
+    def update(
+        self,
+        fname: str,
+        slice_num: int,
+        pred: torch.Tensor,
+        target: torch.Tensor,
+        max_value: float | torch.Tensor,
+    ) -> None:
+        """Add one slice: ``pred`` and ``target`` ``(h, w)`` real magnitude images, and the
+        volume maximum ``max_value`` (fastMRI's data range). A slice already seen is ignored."""
+        key = (fname, int(slice_num))
+        if key in self.seen:  # a padded duplicate (e.g. from a distributed sampler)
+            return
+        self.seen.add(key)
+        pred, target = pred.double(), target.double()
+        s = self.stats[fname]  # [sse, sum gt^2, pixels, ssim sum, slices, max]
+        s[0] += float((pred - target).pow(2).sum())
+        s[1] += float(target.pow(2).sum())
+        s[2] += target.numel()
+        s[3] += float(ssim_map(target[None], pred[None], torch.as_tensor(max_value)).mean())
+        s[4] += 1
+        s[5] = max(s[5], float(max_value))
+
+    def volumes(self) -> dict[str, dict[str, float]]:
+        """Per-volume ``{"psnr", "ssim", "nmse"}``."""
+        out = {}
+        for fname, (sse, sgt, n, ssim_sum, slices, maxval) in self.stats.items():
+            out[fname] = {
+                "psnr": 10 * math.log10(maxval**2 / max(sse / n, 1e-30)),
+                "ssim": ssim_sum / slices,
+                "nmse": sse / max(sgt, 1e-30),
+            }
+        return out
+
+    def state(self) -> dict[str, object]:
+        """Plain-Python state, for ``all_gather_object`` across processes."""
+        return {
+            "stats": dict(self.stats),
+            "seen": set(self.seen),
+            "loss": (self.loss_sum, self.loss_count),
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, object]) -> VolumeMetricAccumulator:
+        """The accumulator whose :meth:`state` was ``state``."""
+        acc = cls()
+        acc.stats.update(state["stats"])
+        acc.seen = set(state["seen"])
+        acc.loss_sum, acc.loss_count = state["loss"]
+        return acc
+
+    def merge(self, other: VolumeMetricAccumulator) -> None:
+        """Add another accumulator's volumes (e.g. from another rank).
+
+        A volume that both scored in full (a copy given to an otherwise idle rank)
+        counts once; a volume split between them is an error, since its metrics
+        would be wrong.
+
+        Raises:
+            ValueError: a volume's slices are split between ``self`` and ``other``.
+        """
+        self.loss_sum += other.loss_sum
+        self.loss_count += other.loss_count
+        for fname, s in other.stats.items():
+            theirs = {k for k in other.seen if k[0] == fname}
+            mine = {k for k in self.seen if k[0] == fname}
+            if mine and theirs == mine:
+                continue  # the same whole volume, scored twice
+            if mine & theirs or (mine and fname in self.stats):
+                raise ValueError(f"volume {fname} was split across accumulators")
+            self.stats[fname] = list(s)
+            self.seen |= theirs

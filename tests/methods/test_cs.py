@@ -11,10 +11,11 @@ from helpers.common import crandn, inner
 from torch import nn
 
 from unrolled.evaluation import tuning
-from unrolled.methods.cs import CSTV, CSWavelet, fista, lipschitz_bound
+from unrolled.methods.cs import CSTV, CSWavelet, lipschitz_bound
 from unrolled.physics.coils import rss
 from unrolled.physics.fft import fft2c, ifft2c
 from unrolled.physics.operators import SenseOp
+from unrolled.physics.solvers import fista
 from unrolled.physics.tv import FiniteDifferenceOp, project_l2_ball, tv_norm
 from unrolled.physics.wavelets import WaveletOp, max_levels, padded_shape, soft_threshold
 

@@ -53,7 +53,8 @@ from unrolled.data.fastmri_io import RawSlice, read_slice, read_volume_info
 from unrolled.data.publish import atomic_path
 from unrolled.data.sample import collate_samples
 from unrolled.data.transforms import UnrolledTransform
-from unrolled.inference.runner import VolumeMetricAccumulator, summarise
+from unrolled.inference.runner import summarise
+from unrolled.metrics import VolumeMetricAccumulator
 from unrolled.physics.coils import center_crop, rss
 from unrolled.physics.fft import ifft2c
 from unrolled.physics.masks import create_mask_func

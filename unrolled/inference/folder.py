@@ -185,7 +185,11 @@ def output_attrs(vol: VolumeInfo, mask_func: MaskFunc | None) -> dict[str, Any]:
 def volume_batches(
     vol: VolumeInfo, transform: UnrolledTransform, batch_size: int = 1
 ) -> Iterator[Sample]:
-    """The slices of a volume, masked by ``transform``, in slice order, ``batch_size`` at a time."""
+    """The slices of a volume, masked by ``transform``, in slice order, ``batch_size`` at a time.
+
+    Raises:
+        ValueError: if ``batch_size`` is not positive.
+    """
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
     for start in range(0, vol.num_slices, batch_size):

@@ -61,10 +61,9 @@ from unrolled.models.sensitivity import EspiritSensitivity
 from unrolled.physics.coils import rss
 from unrolled.physics.fft import ifft2c
 from unrolled.physics.operators import SenseOp, coil_kspace
+from unrolled.physics.solvers import Callback, condat_vu, fista
 from unrolled.physics.tv import GRAD_NORM_SQ, FiniteDifferenceOp, project_l2_ball, tv_norm
 from unrolled.physics.wavelets import WaveletOp, max_levels, padded_shape, soft_threshold
-
-Callback = Callable[[torch.Tensor], None]
 
 
 def _bcast(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -87,45 +86,6 @@ def lipschitz_bound(op: SenseOp) -> torch.Tensor:
         coil_energy = op.maps.abs().pow(2).sum(dim=1).flatten(1).amax(dim=1)  # (B,)
     mask_max = op.mask.abs().pow(2).reshape(op.mask.shape[0], -1).amax(dim=1).expand(b)
     return coil_energy * mask_max
-
-
-def fista(
-    grad: Callable[[torch.Tensor], torch.Tensor],
-    prox: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-    x0: torch.Tensor,
-    step: torch.Tensor,
-    num_iter: int,
-    restart: bool = True,
-    callback: Callback | None = None,
-) -> torch.Tensor:
-    """Batched FISTA with optional gradient-based adaptive restart.
-
-    Args:
-        grad: gradient of the smooth term, ``(B, ...)`` -> ``(B, ...)``.
-        prox: ``prox(v, step)`` of ``step * g``, with ``step`` ``(B,)``.
-        x0: initial point ``(B, ...)``.
-        step: per-sample step ``(B,)``, at most ``1 / L``.
-        num_iter: iterations (one ``grad`` and one ``prox`` each).
-        restart: reset a sample's momentum when it points uphill
-            (``Re <z - x+, x+ - x> > 0``; O'Donoghue & Candes 2015).
-        callback: called with every iterate ``x`` (after the update).
-
-    Returns:
-        The last iterate, shape of ``x0``.
-    """
-    x, z = x0, x0
-    t = torch.ones(x0.shape[0], dtype=step.dtype, device=x0.device)  # (B,)
-    for _ in range(num_iter):
-        x_new = prox(z - _bcast(step, z) * grad(z), step)
-        if restart:
-            uphill = ((z - x_new).conj() * (x_new - x)).real.flatten(1).sum(dim=1) > 0
-            t = torch.where(uphill, torch.ones_like(t), t)
-        t_new = (1 + torch.sqrt(1 + 4 * t * t)) / 2
-        z = x_new + _bcast((t - 1) / t_new, x_new) * (x_new - x)
-        x, t = x_new, t_new
-        if callback is not None:
-            callback(x)
-    return x
 
 
 class _SenseCS(nn.Module):
@@ -224,6 +184,9 @@ class CSWavelet(_SenseCS):
         weight_selection: choose ``lam`` per slice from the slice's own samples
             (:class:`~unrolled.methods.weight_selection.KSpaceCrossValidation`);
             ``None``: the fixed ``lam``.
+
+    Raises:
+        ValueError: if ``lam`` or ``num_iter`` is negative.
     """
 
     def __init__(
@@ -242,7 +205,11 @@ class CSWavelet(_SenseCS):
         self.restart = restart
 
     def transform(self, shape: tuple[int, int], like: torch.Tensor) -> WaveletOp:
-        """The wavelet on the (padded) grid for images of ``shape``."""
+        """The wavelet on the (padded) grid for images of ``shape``.
+
+        Raises:
+            ValueError: if not even one level of the wavelet fits ``shape``.
+        """
         for levels in range(self.levels, 0, -1):
             grid = padded_shape(shape, levels)
             if levels <= max_levels(grid, self.wavelet):
@@ -295,6 +262,9 @@ class CSTV(_SenseCS):
         weight_selection: choose ``lam`` per slice from the slice's own samples
             (:class:`~unrolled.methods.weight_selection.KSpaceCrossValidation`);
             ``None``: the fixed ``lam``.
+
+    Raises:
+        ValueError: if ``lam`` or ``num_iter`` is negative, or a step is not positive.
     """
 
     def __init__(
@@ -319,19 +289,19 @@ class CSTV(_SenseCS):
         d = FiniteDifferenceOp()
         sigma = self.dual_step * self.lam
         tau = torch.minimum(0.99 / (lip / 2 + GRAD_NORM_SQ * sigma), self.max_primal_step / lip)
-        tau = _bcast(tau, x0)  # (B, 1, 1) ((B, 1, 1, 1) for M sets)
         aty = op.H(y)
-        x = x0
-        sets = op.maps.dim() == 5  # x0 (B, M, H, W)
-        p = torch.zeros_like(_per_set(d, x0, sets))  # (B, [M,] 2, H, W)
-        for _ in range(self.num_iter):
-            x_new = x - tau * (op.normal(x) - aty + _per_set(d.H, p, sets))
-            p = p + sigma * _per_set(d, 2 * x_new - x, sets)
-            p = _per_set(lambda g: project_l2_ball(g, self.lam), p, sets)
-            x = x_new
-            if cb is not None:
-                cb(x)
-        return x
+        sets = op.maps.dim() == 5  # x0 (B, M, H, W), the dual (B, M, 2, H, W)
+        return condat_vu(
+            lambda x: op.normal(x) - aty,
+            lambda x: _per_set(d, x, sets),
+            lambda p: _per_set(d.H, p, sets),
+            lambda p: _per_set(lambda g: project_l2_ball(g, self.lam), p, sets),
+            x0,
+            tau,
+            sigma,
+            self.num_iter,
+            cb,
+        )
 
 
 def _per_set(

@@ -87,6 +87,9 @@ class MotionFusion:
         final_cg_iterations: CG iterations of the last image update.
         motion_iterations: L-BFGS iterations per motion round.
         espirit: the ESPIRiT estimator of the coil maps.
+
+    Raises:
+        ValueError: if ``lam`` is negative.
     """
 
     def __init__(
@@ -134,6 +137,9 @@ class MotionFusion:
 
         Returns:
             The :class:`FusionResult`.
+
+        Raises:
+            ValueError: if ``kspace`` is not ``(N, C, H, W)``.
         """
         if kspace.dim() != 4:
             raise ValueError(f"kspace must be (N, C, H, W), got shape {tuple(kspace.shape)}")

@@ -91,6 +91,10 @@ class ZeroShot(nn.Module):
         seed: seeds the splits (the same for every slice) and, without a
             checkpoint, the network's initial weights, so that runs repeat.
         loss: k-space loss ``loss(pred, target, mask)`` (default SSDU's L1-L2).
+
+    Raises:
+        ValueError: if ``max_steps``, ``val_every``, ``patience`` or ``num_splits`` is
+            not positive, or ``val_ratio`` or ``loss_ratio`` is outside ``(0, 1)``.
     """
 
     def __init__(
@@ -168,6 +172,10 @@ class ZeroShot(nn.Module):
         Returns:
             ``(gamma, [(theta, lam), ...])``, all ``(1, 1, H, W)`` float, disjoint
             within a pair, ``theta + lam + gamma = Omega``.
+
+        Raises:
+            ValueError: if ``val_ratio`` of the samples cannot be held out from the
+                samples outside the calibration region.
         """
         gen = torch.Generator().manual_seed(self.seed)
         h, w = mask.shape[-2:]

@@ -83,6 +83,9 @@ def center_crop_or_pad(x: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
 
     Returns:
         Tensor of shape ``(..., h, w)``.
+
+    Raises:
+        ValueError: if ``shape`` is not positive.
     """
     h, w = (int(s) for s in shape)
     if h <= 0 or w <= 0:
@@ -123,6 +126,11 @@ def acs_sensitivities(
 
     Returns:
         Complex maps, same shape and dtype as ``kspace``.
+
+    Raises:
+        TypeError: if ``kspace`` is not complex.
+        ValueError: if ``kspace`` is not ``(B, C, H, W)`` or ``(C, H, W)``, or
+            ``num_low_frequencies`` is not in ``[1, W]``.
     """
     _check_kspace(kspace)
     W = kspace.shape[-1]

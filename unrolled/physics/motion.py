@@ -101,6 +101,12 @@ def shear(x: torch.Tensor, amount: torch.Tensor, axis: int) -> torch.Tensor:
         x: complex images ``(..., H, W)``.
         amount: shear factor, real, broadcastable to ``x.shape[:-2]``.
         axis: -1 (along columns) or -2 (along rows).
+
+    Returns:
+        Sheared images, shape of ``x``.
+
+    Raises:
+        ValueError: if ``axis`` is neither -1 nor -2.
     """
     if axis not in (-1, -2):
         raise ValueError(f"axis must be -1 or -2, got {axis}")
@@ -190,6 +196,9 @@ class MotionSenseOp(LinearOperator):
 
     ``A(x)``: image ``(B, H, W)`` -> k-space ``(B, N, C, H, W)``.
     ``A.H(y)``: k-space ``(B, N, C, H, W)`` -> image ``(B, H, W)``.
+
+    Raises:
+        ValueError: if ``maps``, ``masks`` or ``params`` do not have the shapes above.
     """
 
     def __init__(self, maps: torch.Tensor, masks: torch.Tensor, params: torch.Tensor) -> None:

@@ -69,6 +69,10 @@ class WaveletOp(LinearOperator):
 
     Attributes:
         approx_shape: ``(H, W) / 2**levels``, the top-left approximation block.
+
+    Raises:
+        ValueError: if ``wavelet`` is not orthogonal, or ``shape`` does not allow
+            ``levels`` levels (sides not multiples of ``2**levels`` or too short).
     """
 
     def __init__(

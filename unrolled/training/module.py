@@ -16,7 +16,8 @@ import torch
 from torch import nn
 
 from unrolled.data.sample import Sample
-from unrolled.inference.runner import VolumeMetricAccumulator, reconstruct, summarise
+from unrolled.inference.runner import reconstruct, summarise
+from unrolled.metrics import VolumeMetricAccumulator
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 SchedulerFactory = Callable[..., torch.optim.lr_scheduler.LRScheduler]
