@@ -47,7 +47,8 @@ QUICK_SHAPES = {"brain": (4, 64, 48), "knee": (3, 64, 56)}
 
 def write_files(root: Path, shapes: dict, volumes: int, slices: int) -> dict:
     """``root/<name>/train/*.h5`` per shape; returns the bytes written per shape."""
-    from unrolled.data.synth import VolumeMeta, write_volume
+    from unrolled.data.synth import write_volume
+    from unrolled.data.synth_volume import VolumeMeta
 
     rng = np.random.default_rng(0)
     sizes = {}

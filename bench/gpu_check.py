@@ -159,9 +159,10 @@ def zeroshot(device, dry: bool, steps: int) -> dict:
     """``method=zeroshot`` with its config's defaults, ``steps`` steps timed, extrapolated."""
     import torch
     from hydra.utils import instantiate
-    from omegaconf import OmegaConf
 
-    cfg = OmegaConf.load(REPO / "conf" / "method" / "zeroshot.yaml")
+    from unrolled.cli.compose import compose_option
+
+    cfg = compose_option("method", "zeroshot")
     default_steps = int(cfg.max_steps)
     every = int(cfg.val_every)
     steps = max(every + 1, steps)  # at least one validation inside the timed part

@@ -39,6 +39,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+from unrolled.cli.compose import compose_option
 from unrolled.methods.zeroshot import ZeroShot
 from unrolled.methods.zeroshot_history import ScanHistory
 from unrolled.metrics import nmse, psnr, ssim
@@ -49,7 +50,6 @@ from unrolled.physics.masks import EquispacedMaskFractionFunc
 
 REPO = Path(__file__).resolve().parents[1]
 BRAIN = REPO.parent / "shared" / "data" / "brain_t2_4coil" / "img_brain_4ch.mat"
-CONF = REPO / "conf" / "method"
 CASES = {4: 0.08, 8: 0.04}  # acceleration -> centre fraction
 # What the exploration before this benchmark found (one thread, same data and masks, runs of
 # the fit with a monitor; not re-run by this script). Written into the JSON as they are.
@@ -114,7 +114,7 @@ def load_average() -> list[float]:
 
 
 def build(name: str, **overrides):
-    return instantiate(OmegaConf.load(CONF / f"{name}.yaml"), **overrides)
+    return instantiate(compose_option("method", name), **overrides)
 
 
 def fit(method: ZeroShot, kspace, mask, nlf, key, reference):
@@ -314,7 +314,7 @@ def main(argv: list[str] | None = None) -> dict:
             "data": "../shared/data/brain_t2_4coil (256 x 256, 4 coils), normalised to max 1",
             "masks": "fastmri EquispacedMaskFractionFunc, seed 0: 4x cf 0.08, 8x cf 0.04",
             "reference": "RSS of the fully sampled coil images; data range = its max",
-            "method": OmegaConf.to_container(OmegaConf.load(CONF / "zeroshot.yaml")),
+            "method": OmegaConf.to_container(compose_option("method", "zeroshot")),
             "torch_threads": torch.get_num_threads(),
             "cpu_count": os.cpu_count(),
             "machine": platform.processor() or platform.machine(),

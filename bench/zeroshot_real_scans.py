@@ -46,6 +46,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+from unrolled.cli.compose import compose_option
 from unrolled.metrics import psnr, ssim
 from unrolled.physics.coils import rss
 from unrolled.physics.fft import fft2c, ifft2c
@@ -103,7 +104,7 @@ def run_scan(name: str, coils: torch.Tensor, **overrides) -> dict:
         with torch.no_grad():
             image = m(kspace, mask, nlf, keys=[key]).image[0]
         out[method] = {**scores(reference, image), "seconds": round(time.perf_counter() - t0, 1)}
-    zs = instantiate(OmegaConf.load(CONF / "zeroshot.yaml"), **overrides)
+    zs = instantiate(compose_option("method", "zeroshot"), **overrides)
     curve = []
 
     def monitor(step, net):
@@ -159,7 +160,7 @@ def main(argv: list[str] | None = None) -> dict:
     result = json.loads(args.json.read_text()) if args.json.exists() else {}
     result["setup"] = {
         "mask": "EquispacedMaskFractionFunc 4x, centre fraction 0.08, seed 0",
-        "method": OmegaConf.to_container(OmegaConf.load(CONF / "zeroshot.yaml")),
+        "method": OmegaConf.to_container(compose_option("method", "zeroshot")),
         "torch_threads": 1,
         "note": "shared 2-core machine under load from other jobs (see load averages)",
     }

@@ -158,7 +158,7 @@ def test_reconstruct_calibration_block_wider_than_kspace(inputs, tmp_path):
         "method=zero_filled",
         f"input_dir={inputs.parent}",
         f"output_dir={tmp_path / 'out'}",
-        "mask._target_=unrolled.physics.masks.GaussianMaskFunc",
+        "mask._target_=unrolled.physics.grid_masks.GaussianMaskFunc",
         "mask.center_fractions=null",
         "+mask.calib_size=[80,80]",
     )

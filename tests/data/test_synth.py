@@ -14,13 +14,12 @@ from unrolled.data import anatomy
 from unrolled.data.errors import DataError
 from unrolled.data.header import parse_ismrmrd_header
 from unrolled.data.synth import (
-    SIGNAL_LEVEL,
     ensure_dataset,
     generate_dataset,
     split_counts,
-    synthesize_volume,
     write_volume,
 )
+from unrolled.data.synth_volume import SIGNAL_LEVEL, synthesize_volume
 
 # Tiny but with 1.5x readout oversampling, so the RSS crop is exercised.
 TINY = dict(num_coils=4, height=96, width=64)

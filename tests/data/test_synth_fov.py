@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from unrolled.data.synth import generate_dataset, synthesize_volume
+from unrolled.data.synth import generate_dataset
+from unrolled.data.synth_volume import synthesize_volume
 from unrolled.physics.fft import fft2c, ifft2c
 from unrolled.physics.fov import fold_fov
 

@@ -22,6 +22,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from unrolled.cli.common import CONFIG_DIR
+from unrolled.cli.compose import compose_option
 from unrolled.inference.folder import list_volumes, reconstruct_volumes
 from unrolled.models.sensitivity import ZeroCalibrationWarning
 from unrolled.physics.coils import espirit
@@ -82,7 +83,7 @@ def _method(name: str, tmp_path: Path):
                 "train", overrides=["model.num_cascades=2", "model.denoiser.cnn.channels=8"]
             )
         return instantiate(cfg.model)
-    cfg = OmegaConf.load(Path(CONFIG_DIR) / "method" / f"{name}.yaml")
+    cfg = compose_option("method", name)
     if name == "zeroshot":  # a tiny schedule
         cfg.merge_with({"max_steps": 4, "warmup_steps": 1, "val_every": 2, "time_budget_s": None})
         cfg.net.num_cascades = 1

@@ -232,6 +232,7 @@ def test_zero_shot_beats_cg_sense_on_the_real_brain_at_4x(real_brain_images):
     from omegaconf import OmegaConf
 
     from unrolled.cli.common import CONFIG_DIR
+    from unrolled.cli.compose import compose_option
     from unrolled.metrics import psnr, ssim
     from unrolled.physics.coils import rss
 
@@ -240,7 +241,7 @@ def test_zero_shot_beats_cg_sense_on_the_real_brain_at_4x(real_brain_images):
     mask = mask.reshape(1, 1, 1, -1).expand(1, 1, *full.shape[-2:]).contiguous()
     kspace, nlf = full * mask, torch.tensor([nlf])
     reference = rss(real_brain_images, dim=0)
-    conf = OmegaConf.load(f"{CONFIG_DIR}/method/zeroshot.yaml")
+    conf = compose_option("method", "zeroshot")
     method = instantiate(conf, max_steps=60, warmup_steps=10, time_budget_s=300)
     cg = instantiate(OmegaConf.load(f"{CONFIG_DIR}/method/cg_sense.yaml"))
     scores = {}

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from unrolled.data.synth import synthesize_volume
+from unrolled.data.synth_volume import synthesize_volume
 from unrolled.methods.zeroshot import ZeroShot
 from unrolled.models.dc import GradientDC, HardDC, ProximalDC
 from unrolled.models.denoisers import ComplexDenoiser, ResNet

@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from unrolled.data.raw.cfl import read_cfl, write_cfl
-from unrolled.data.synth import synthesize_volume
+from unrolled.data.synth_volume import synthesize_volume
 from unrolled.physics.coils import espirit
 from unrolled.physics.operators import SenseOp
 from unrolled.physics.solvers import conjugate_gradient

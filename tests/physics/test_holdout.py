@@ -3,8 +3,9 @@
 import pytest
 import torch
 
+from unrolled.physics.grid_masks import PoissonDiscMaskFunc
 from unrolled.physics.holdout import calibration_region, holdout_folds, is_line_mask
-from unrolled.physics.masks import EquispacedMaskFractionFunc, PoissonDiscMaskFunc
+from unrolled.physics.masks import EquispacedMaskFractionFunc
 
 
 def line_mask(h=64, w=96, acc=4, cf=0.08):

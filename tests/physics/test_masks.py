@@ -1,4 +1,5 @@
-"""Tests for unrolled.physics.masks: fastMRI oracle for 1D masks, properties for 2D masks."""
+"""Tests for unrolled.physics.masks, grid_masks and mask_tools: fastMRI oracle for 1D masks,
+properties for 2D masks."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import numpy as np
 import pytest
 import torch
 
+from unrolled.physics import grid_masks as G
+from unrolled.physics import mask_tools as T
 from unrolled.physics import masks as M
 
 LINE_TYPES = {  # our class -> fastMRI class name
@@ -105,10 +108,10 @@ def test_centre_fraction_one_over_r_is_the_centre_alone(cls):
                 if fraction_type and num_low * accel >= width:  # centre reaches W / R
                     assert torch.equal(mask[0], centre)
                     if width % accel == 0:  # exactly W / R lines: acceleration exactly R
-                        assert M.effective_acceleration(mask) == accel
+                        assert T.effective_acceleration(mask) == accel
 
 
-ALL_TYPES = [*LINE_TYPES, M.PoissonDiscMaskFunc, M.GaussianMaskFunc]
+ALL_TYPES = [*LINE_TYPES, G.PoissonDiscMaskFunc, G.GaussianMaskFunc]
 UNMEETABLE = [  # (center_fractions, accelerations, allow_any_combination), message
     (([0.08], [0.5], False), r"accelerations\[0\]=0.5 must be a number >= 1"),
     (([0.08], [0], False), r"accelerations\[0\]=0 must be a number >= 1"),
@@ -129,7 +132,7 @@ def test_unmeetable_configs_rejected_by_the_constructor(cls, params, match):
     """Configurations no mask can meet fail when the mask is built, naming the parameter;
     fastMRI accepts them and fails (or silently undershoots R) when sampling."""
     cf, acc, any_comb = params
-    if cls in (M.PoissonDiscMaskFunc, M.GaussianMaskFunc) and (params, match) in UNMEETABLE_1D:
+    if cls in (G.PoissonDiscMaskFunc, G.GaussianMaskFunc) and (params, match) in UNMEETABLE_1D:
         cls(cf, acc, allow_any_combination=any_comb)((16, 16))  # f**2 <= 1/R: fits
         return
     with pytest.raises(ValueError, match=match):
@@ -146,7 +149,7 @@ def test_integer_acceleration_checked_by_the_constructor():
 
 @pytest.mark.parametrize("name", ["random", "equispaced", "equispaced_fraction", "magic"])
 def test_factory_matches_create_mask_for_mask_type(fastmri_subsample, name):
-    ours = M.create_mask_func(name, [0.08, 0.04], [4, 8])
+    ours = T.create_mask_func(name, [0.08, 0.04], [4, 8])
     theirs = fastmri_subsample.create_mask_for_mask_type(name, [0.08, 0.04], [4, 8])
     for seed in range(10):
         _assert_same(ours, theirs, (1, 320, 368), seed=seed)
@@ -197,7 +200,7 @@ ACCEL_TOL = {
 def test_effective_acceleration_close_to_nominal(cls, width, cf, accel):
     func = cls([cf], [accel], seed=0)
     masks = [func((1, 8, width))[0] for _ in SEEDS]
-    ratios = np.array([M.effective_acceleration(m) / accel for m in masks])
+    ratios = np.array([T.effective_acceleration(m) / accel for m in masks])
     if ACCEL_TOL[cls] is None:
         rate = np.mean([float(m.mean()) for m in masks])
         assert rate * accel == pytest.approx(1.0, abs=0.06)
@@ -208,10 +211,10 @@ def test_effective_acceleration_close_to_nominal(cls, width, cf, accel):
 
 def test_effective_acceleration_helper():
     mask = torch.tensor([[1.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0]])  # (1, W)
-    assert M.effective_acceleration(mask) == 4.0
-    assert M.effective_acceleration(mask.expand(5, 8)) == 4.0  # broadcast over H
-    assert M.effective_acceleration(mask.numpy()) == 4.0
-    assert M.effective_acceleration(torch.zeros(3, 3)) == float("inf")
+    assert T.effective_acceleration(mask) == 4.0
+    assert T.effective_acceleration(mask.expand(5, 8)) == 4.0  # broadcast over H
+    assert T.effective_acceleration(mask.numpy()) == 4.0
+    assert T.effective_acceleration(torch.zeros(3, 3)) == float("inf")
 
 
 def test_mask_broadcasts_over_complex_kspace():
@@ -230,7 +233,7 @@ def test_invalid_arguments():
     with pytest.raises(ValueError, match="must be an integer"):
         M.EquispacedMaskFunc([0.08], [4.5], seed=0)
     with pytest.raises(ValueError, match="not supported"):
-        M.create_mask_func("spiral", [0.08], [4])
+        T.create_mask_func("spiral", [0.08], [4])
 
 
 def test_factory_names():
@@ -240,20 +243,20 @@ def test_factory_names():
         "equispaced_fraction": M.EquispacedMaskFractionFunc,
         "magic": M.MagicMaskFunc,
         "magic_fraction": M.MagicMaskFractionFunc,
-        "poisson": M.PoissonDiscMaskFunc,
-        "gaussian": M.GaussianMaskFunc,
+        "poisson": G.PoissonDiscMaskFunc,
+        "gaussian": G.GaussianMaskFunc,
     }
     for name, cls in expected.items():
-        func = M.create_mask_func(name, [0.08, 0.04], [4, 8], seed=3)
+        func = T.create_mask_func(name, [0.08, 0.04], [4, 8], seed=3)
         assert type(func) is cls
         a, _ = func((2, 48, 40), seed=1)
-        b, _ = M.create_mask_func(name, [0.08, 0.04], [4, 8], seed=99)((2, 48, 40), seed=1)
+        b, _ = T.create_mask_func(name, [0.08, 0.04], [4, 8], seed=99)((2, 48, 40), seed=1)
         assert torch.equal(a, b)  # a per-call seed overrides the constructor seed
 
 
 # --------------------------------------------------------------------------- 2D masks
 
-GRID_TYPES = [M.PoissonDiscMaskFunc, M.GaussianMaskFunc]
+GRID_TYPES = [G.PoissonDiscMaskFunc, G.GaussianMaskFunc]
 GRID_SHAPES = [(320, 320), (4, 218, 170), (33, 47)]
 
 
@@ -269,8 +272,8 @@ def test_2d_calibration_and_acceleration(cls, shape, accel):
         assert num_low == 10
         py, px = (height - 12 + 1) // 2, (width - 10 + 1) // 2
         assert bool(mask[py : py + 12, px : px + 10].all())
-        assert M.effective_acceleration(mask) == pytest.approx(accel, rel=0.05)
-        if cls is M.GaussianMaskFunc:  # exact number of samples
+        assert T.effective_acceleration(mask) == pytest.approx(accel, rel=0.05)
+        if cls is G.GaussianMaskFunc:  # exact number of samples
             assert int(mask.sum()) == round(height * width / accel)
 
 
@@ -309,16 +312,16 @@ def test_2d_variable_density(cls):
 
 def test_poisson_disc_is_more_uniform_than_iid():
     """Blue noise: far fewer 4-neighbour pairs than i.i.d. sampling at the same density."""
-    func = M.PoissonDiscMaskFunc(accelerations=[4], calib_size=(0, 0), density_slope=0.0)
+    func = G.PoissonDiscMaskFunc(accelerations=[4], calib_size=(0, 0), density_slope=0.0)
     mask = func((128, 128), seed=0)[0].numpy().astype(bool)
-    assert M.effective_acceleration(mask) == pytest.approx(4, rel=0.05)
+    assert T.effective_acceleration(mask) == pytest.approx(4, rel=0.05)
     pairs = (mask[1:] & mask[:-1]).sum() + (mask[:, 1:] & mask[:, :-1]).sum()
     iid_pairs = 2 * 128 * 127 * mask.mean() ** 2
     assert pairs < 0.25 * iid_pairs
 
 
 def test_poisson_320_is_fast():
-    func = M.PoissonDiscMaskFunc([0.08], [4], seed=0)
+    func = G.PoissonDiscMaskFunc([0.08], [4], seed=0)
     start = time.perf_counter()
     func((320, 320))
     assert time.perf_counter() - start < 2.0

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from unrolled.data.synth import synthesize_volume
+from unrolled.data.synth_volume import synthesize_volume
 from unrolled.models.sensitivity import EspiritSensitivity
 from unrolled.physics.coils import espirit
 from unrolled.physics.fft import fft2c, ifft2c

@@ -8,7 +8,7 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from unrolled.cli.common import CONFIG_DIR
 
@@ -42,3 +42,28 @@ def compose_config(
         del cfg.hydra
     GlobalHydra.instance().clear()
     return cfg
+
+
+def compose_option(group: str, name: str) -> DictConfig:
+    """One option of a config group (e.g. ``("method", "zeroshot")``), its defaults composed.
+
+    What ``OmegaConf.load("conf/<group>/<name>.yaml")`` gives for a self-contained file, also
+    for one that composes others through a defaults list (``conf/method/zeroshot.yaml`` takes
+    its network from ``conf/model/``). The result is not in struct mode (keys may be added).
+
+    Example::
+
+        cfg = compose_option("method", "zeroshot")
+        cfg.net.num_cascades = 1
+        method = hydra.utils.instantiate(cfg)
+
+    Raises:
+        hydra.errors.MissingConfigException: no ``conf/<group>/<name>.yaml``.
+    """
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(version_base="1.3", config_dir=CONFIG_DIR):
+        cfg = compose(config_name=f"{group}/{name}")
+    GlobalHydra.instance().clear()
+    node = OmegaConf.select(cfg, group.replace("/", "."))
+    OmegaConf.set_struct(node, False)
+    return node

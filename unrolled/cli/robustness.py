@@ -39,7 +39,7 @@ from unrolled.evaluation.robustness import (
 )
 from unrolled.inference.checkpoint import load_checkpoint_network
 from unrolled.inference.folder import resolve_device
-from unrolled.physics.masks import create_mask_func
+from unrolled.physics.mask_tools import create_mask_func
 
 log = logging.getLogger("unrolled.robustness")
 

@@ -5,7 +5,7 @@ over five axes would be thousands of cells; one-at-a-time sweeps answer "what
 breaks first"):
 
 - ``acceleration``: nominal undersampling factor (e.g. 2 to 12);
-- ``mask_type``: any name of :func:`unrolled.physics.masks.create_mask_func`
+- ``mask_type``: any name of :func:`unrolled.physics.mask_tools.create_mask_func`
   (``random``, ``equispaced_fraction``, ``poisson``, ...);
 - ``noise``: complex Gaussian noise added to the k-space before masking, in
   multiples of the data's own noise level (a blind test: networks never saw it);
@@ -57,7 +57,7 @@ from unrolled.inference.runner import summarise
 from unrolled.metrics import VolumeMetricAccumulator
 from unrolled.physics.coils import center_crop, rss
 from unrolled.physics.fft import ifft2c
-from unrolled.physics.masks import create_mask_func
+from unrolled.physics.mask_tools import create_mask_func
 
 log = logging.getLogger(__name__)
 

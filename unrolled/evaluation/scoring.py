@@ -37,14 +37,12 @@ from __future__ import annotations
 
 import csv
 import io
-import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from os import PathLike
 from pathlib import Path
 from typing import Any
 
-import h5py
 import numpy as np
 import torch
 
@@ -53,6 +51,15 @@ from unrolled.data.fastmri_io import recon_key_for
 from unrolled.data.publish import write_atomic
 from unrolled.data.writer import RECONSTRUCTION_KEY
 from unrolled.evaluation.metrics_json import dumps_strict
+from unrolled.evaluation.score_files import (
+    h5_files,
+    int_or_none,
+    probe,
+    raise_problems,
+    read_volume,
+    shape_problem,
+    str_or_none,
+)
 from unrolled.metrics import nmse, psnr, ssim
 from unrolled.physics.coils import center_crop
 
@@ -190,8 +197,8 @@ def evaluate_folder(
     """
     recon_key = recon_key_for(challenge)
     target_dir, predictions_dir = Path(target_dir), Path(predictions_dir)
-    targets = _h5_files(target_dir, "target directory")
-    preds = _h5_files(predictions_dir, "predictions directory", allow_empty=True)
+    targets = h5_files(target_dir, "target directory")
+    preds = h5_files(predictions_dir, "predictions directory", allow_empty=True)
     problems: dict[str, list[str]] = {}
 
     def problem(kind: str, item: str) -> None:
@@ -201,11 +208,11 @@ def evaluate_folder(
     for fname, tpath in targets.items():
         pair = _Pair(fname, tpath, preds.get(fname))
         try:
-            t_shape, t_attrs = _probe(tpath, recon_key)
+            t_shape, t_attrs = probe(tpath, recon_key)
         except DataError as e:
             problem("unreadable", f"{tpath} ({e.problem})")
             continue
-        pair.acquisition = _str_or_none(t_attrs.get("acquisition"))
+        pair.acquisition = str_or_none(t_attrs.get("acquisition"))
         if acquisition is not None:
             if pair.acquisition is None:
                 problem("without an 'acquisition' attribute", str(tpath))
@@ -216,11 +223,11 @@ def evaluate_folder(
         p_shape, p_attrs = None, {}
         if pair.pred is not None:
             try:
-                p_shape, p_attrs = _probe(pair.pred, RECONSTRUCTION_KEY)
+                p_shape, p_attrs = probe(pair.pred, RECONSTRUCTION_KEY)
             except DataError as e:
                 problem("unreadable", f"{pair.pred} ({e.problem})")
                 continue
-        pair.acceleration = _int_or_none(t_attrs.get("acceleration", p_attrs.get("acceleration")))
+        pair.acceleration = int_or_none(t_attrs.get("acceleration", p_attrs.get("acceleration")))
         if acceleration is not None:
             if pair.acceleration is None and pair.pred is None:
                 pass  # reported as missing below
@@ -233,7 +240,7 @@ def evaluate_folder(
         if pair.pred is None:
             problem("missing", fname)
             continue
-        mismatch = _shape_problem(t_shape, p_shape)
+        mismatch = shape_problem(t_shape, p_shape)
         if mismatch:
             problem("shape mismatch", f"{fname} ({mismatch})")
             continue
@@ -247,7 +254,7 @@ def evaluate_folder(
     if allow_missing:  # score the intersection; report what was skipped
         problems.pop("missing", None)
         problems.pop("extra", None)
-    _raise_problems(problems, target_dir, predictions_dir)
+    raise_problems(problems, target_dir, predictions_dir)
 
     scores = []
     for pair in pairs:
@@ -258,7 +265,7 @@ def evaluate_folder(
             problem("unreadable", f"{e.path} ({e.problem})")
         if on_volume is not None:
             on_volume(pair.fname)
-    _raise_problems(problems, target_dir, predictions_dir)
+    raise_problems(problems, target_dir, predictions_dir)
     if not scores:
         raise DataError(
             predictions_dir,
@@ -316,99 +323,11 @@ def print_results(evaluation: Evaluation, title: str = "") -> None:
 
 # --- internals -------------------------------------------------------------
 
-_PROBLEM_ORDER = ("missing", "extra", "unreadable", "shape mismatch")
-
-
-def _raise_problems(problems: dict[str, list[str]], target_dir: Path, pred_dir: Path) -> None:
-    """One :class:`DataError` listing every problem and every file concerned, if any."""
-    if not any(problems.values()):
-        return
-    parts = []
-    for kind in sorted(problems, key=lambda k: (_PROBLEM_ORDER + (k,)).index(k)):
-        items = problems[kind]
-        if not items:
-            continue
-        n = len(items)
-        if kind == "missing":
-            head = f"{n} volume{'s' * (n > 1)} missing from predictions"
-        elif kind == "extra":
-            head = f"{n} prediction{'s' * (n > 1)} without a target in {target_dir}"
-        elif kind == "unreadable":
-            head = f"{n} unreadable file{'s' * (n > 1)}"
-        elif kind == "shape mismatch":
-            head = f"{n} shape mismatch{'es' * (n > 1)}"
-        else:
-            head = f"{n} volume{'s' * (n > 1)} {kind}"
-        parts.append(f"{head}: {', '.join(items)}")
-    hint = " (allow_missing=true scores the rest)" if {"missing", "extra"} & set(problems) else ""
-    raise DataError(pred_dir, "; ".join(parts) + hint)
-
-
-def _h5_files(root: Path, what: str, allow_empty: bool = False) -> dict[str, Path]:
-    if not root.is_dir():
-        raise DataError(root, f"{what} does not exist" if not root.exists() else "not a directory")
-    files = {
-        p.name: p for p in sorted(root.glob("*.h5")) if p.is_file() and not p.name.startswith(".")
-    }
-    if not files and not allow_empty:
-        raise DataError(root, f"{what} contains no .h5 files")
-    return files
-
-
-def _open(path: Path) -> h5py.File:
-    try:
-        return h5py.File(path, "r")
-    except OSError as e:
-        raise DataError(path, f"cannot open as HDF5, corrupt or truncated ({_short(e)})") from None
-
-
-def _short(e: BaseException) -> str:
-    return " ".join(str(e).split())[:120]
-
-
-def _probe(path: Path, key: str) -> tuple[tuple[int, ...], dict[str, Any]]:
-    """Shape of dataset ``key`` and the file attributes, without reading the data."""
-    with _open(path) as hf:
-        if key not in hf or not isinstance(hf[key], h5py.Dataset):
-            raise DataError(path, f"dataset '{key}' is missing")
-        ds = hf[key]
-        if ds.ndim != 3:
-            raise DataError(path, f"dataset '{key}' has shape {ds.shape}, expected (slices, h, w)")
-        if ds.dtype.kind not in "fiu":
-            raise DataError(path, f"dataset '{key}' has dtype {ds.dtype}, expected float32")
-        try:
-            attrs = dict(hf.attrs.items())
-        except OSError as e:
-            raise DataError(path, f"cannot read attributes ({_short(e)})") from None
-        return tuple(int(n) for n in ds.shape), attrs
-
-
-def _read(path: Path, key: str) -> torch.Tensor:
-    with _open(path) as hf:
-        try:
-            array = np.asarray(hf[key][()])
-        except (OSError, KeyError, RuntimeError) as e:
-            raise DataError(path, f"cannot read dataset '{key}' ({_short(e)})") from None
-    return torch.from_numpy(array)
-
-
-def _shape_problem(target: tuple[int, ...], pred: tuple[int, ...] | None) -> str:
-    """Why fastMRI's pairing (same slices, crop to (w_t, w_t)) fails, or ``""``."""
-    assert pred is not None
-    s, h, w = target
-    if pred[0] != s:
-        return f"prediction has {pred[0]} slices, target {s}"
-    if h < w:
-        return f"target {h} x {w} is wider than tall; fastMRI crops to {w} x {w}"
-    if pred[1] < w or pred[2] < w:
-        return f"prediction {pred[1]} x {pred[2]} is smaller than the crop {w} x {w}"
-    return ""
-
 
 def _score_pair(pair: _Pair, recon_key: str) -> VolumeScore:
     assert pair.pred is not None
-    target = _read(pair.target, recon_key)  # (slices, h, w)
-    pred = _read(pair.pred, RECONSTRUCTION_KEY)  # (slices, h', w')
+    target = read_volume(pair.target, recon_key)  # (slices, h, w)
+    pred = read_volume(pair.pred, RECONSTRUCTION_KEY)  # (slices, h', w')
     if not torch.isfinite(target).all():
         raise DataError(pair.target, f"dataset '{recon_key}' holds NaN or Inf values")
     if not torch.isfinite(pred.double()).all():
@@ -424,21 +343,3 @@ def _score_pair(pair: _Pair, recon_key: str) -> VolumeScore:
         width=w,
         **metrics,
     )
-
-
-def _str_or_none(value: Any) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, bytes | np.bytes_):
-        return value.decode(errors="replace")
-    return str(value)
-
-
-def _int_or_none(value: Any) -> int | None:
-    if value is None:
-        return None
-    try:
-        number = float(np.asarray(value).item())
-    except (TypeError, ValueError):
-        return None
-    return int(number) if math.isfinite(number) else None

@@ -40,7 +40,7 @@ from unrolled.data.raw import xmlhdr
 from unrolled.data.raw.assemble import Assembly, Volume, assemble
 from unrolled.data.raw.deidentify import deidentify_header, patient_label, pseudonym
 from unrolled.data.raw.scan import RawScan, RefusedScan
-from unrolled.data.synth import rss_reconstruction
+from unrolled.data.synth_volume import rss_reconstruction
 from unrolled.physics.calibration import center_run_length
 
 _KEY_NAMES = ("rep", "contrast", "phase", "set")
