@@ -1,4 +1,4 @@
-"""Zero-shot before / after its classical candidate, on three real scans, 4x.
+"""Zero-shot before / after its classical candidate, on three real scans, 4x and 8x.
 
 Scans (coil images normalised to max |x| = 1; reference = RSS of the fully
 sampled coil images, data range = its maximum; fastMRI's PSNR / SSIM):
@@ -12,7 +12,8 @@ sampled coil images, data range = its maximum; fastMRI's PSNR / SSIM):
   (``../shared/data/siemens_twix/gre.dat``) converted with
   ``unrolled-convert`` (2 coils, 160 x 160).
 
-Mask: fastMRI's ``EquispacedMaskFractionFunc``, 4x, centre fraction 0.08, seed 0.
+Mask: fastMRI's ``EquispacedMaskFractionFunc``, seed 0: 4x with centre fraction 0.08,
+8x with 0.04 (as ``bench/real_scans.py``); results keyed ``<scan>`` (4x), ``<scan>_8x``.
 Per scan: zero-filled, CG-SENSE (``conf/method/cg_sense.yaml``), and ONE
 zero-shot fit of ``conf/method/zeroshot.yaml`` (single slice: no warm start).
 "before" is that fit's network image, i.e. the method without the classical
@@ -90,14 +91,20 @@ def scores(reference, image) -> dict[str, float]:
     }
 
 
-def run_scan(name: str, coils: torch.Tensor, **overrides) -> dict:
+def run_scan(name: str, coils: torch.Tensor, acceleration: int = 4, **overrides) -> dict:
     full = fft2c(coils)[None]  # (1, C, H, W)
-    mask, nlf = EquispacedMaskFractionFunc([0.08], [4], seed=0)(full.shape)
+    center = 0.08 if acceleration == 4 else 0.04
+    mask, nlf = EquispacedMaskFractionFunc([center], [acceleration], seed=0)(full.shape)
     mask = mask.reshape(1, 1, 1, -1).expand(1, 1, *full.shape[-2:]).contiguous()
     kspace, nlf = full * mask, torch.tensor([nlf])
     reference = rss(coils, dim=0)
     key = (name, 0)
-    out: dict = {"shape": list(coils.shape), "num_low_frequencies": int(nlf)}
+    out: dict = {
+        "shape": list(coils.shape),
+        "acceleration": acceleration,
+        "center_fraction": center,
+        "num_low_frequencies": int(nlf),
+    }
     for method in ("zero_filled", "cg_sense"):
         m = instantiate(OmegaConf.load(CONF / f"{method}.yaml"))
         t0 = time.perf_counter()
@@ -160,22 +167,34 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument(
         "--json", type=Path, default=REPO / "bench/results/zeroshot_real_scans.json"
     )
+    parser.add_argument("--accelerations", type=int, nargs="+", default=[4, 8])
     parser.add_argument("--max-steps", type=int, default=None, help="override (smoke runs)")
+    parser.add_argument(
+        "--time-budget",
+        type=float,
+        default=None,
+        help="seconds per fit (default: the YAML's; raise it on a loaded machine)",
+    )
     args = parser.parse_args(argv)
     overrides = {} if args.max_steps is None else {"max_steps": args.max_steps}
+    if args.time_budget is not None:
+        overrides["time_budget_s"] = args.time_budget
     torch.set_num_threads(1)
     data = scans()
     result = json.loads(args.json.read_text()) if args.json.exists() else {}
     result["setup"] = {
-        "mask": "EquispacedMaskFractionFunc 4x, centre fraction 0.08, seed 0",
+        "mask": "EquispacedMaskFractionFunc, seed 0: 4x centre fraction 0.08, 8x 0.04",
+        "overrides": overrides,
         "method": OmegaConf.to_container(compose_option("method", "zeroshot")),
         "torch_threads": 1,
         "note": "shared 2-core machine under load from other jobs (see load averages)",
     }
     result.setdefault("scans", {})
-    for name in args.scans:
-        result["scans"][name] = run_scan(name, data[name], **overrides)
-        args.json.write_text(json.dumps(result, indent=1) + "\n")
+    for acc in args.accelerations:
+        for name in args.scans:
+            key = name if acc == 4 else f"{name}_{acc}x"
+            result["scans"][key] = run_scan(name, data[name], acc, **overrides)
+            args.json.write_text(json.dumps(result, indent=1) + "\n")
     return result
 
 

@@ -10,12 +10,13 @@ torch thread:
   ``conf/method/zeroshot.yaml`` with the volume options removed (every slice
   fitted from a fresh network, 600 steps or 480 s): ``method.warm_start=false
   method.classical=null``, which is ``ZeroShot`` as it was;
-- ``volume``: ``conf/method/zeroshot.yaml``'s warm start (each slice after the
-  first starts from the previous slice's fitted network, on a shorter
-  schedule) with the CG-SENSE candidate switched on, as measured (the
-  candidate is off by default since: see the YAML).
+- ``volume``: ``conf/method/zeroshot.yaml`` as it is (each slice after the
+  first starts from the previous slice's fitted network and is fine-tuned
+  for ``warm_steps``; the CG-SENSE candidate is off by default).
 
-Per arm: wall time of the CLI per volume, per-slice fit seconds (from the
+Per arm: wall time and CPU seconds of the CLI per volume (one torch thread, so
+CPU seconds do not grow with the load of a shared machine as wall time does),
+optimisation steps, per-slice fit seconds (from the
 ``<stem>_curves.csv`` the CLI writes), the volume's PSNR / SSIM against
 ``reconstruction_rss`` (fastMRI's definitions, data range = the volume's
 maximum) and PSNR / SSIM per slice position. The load average of the shared
@@ -35,6 +36,7 @@ import argparse
 import csv
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -51,9 +53,7 @@ REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 ARMS = {
     "scratch": ["method.warm_start=false", "method.classical=null"],
-    "volume": [
-        "method.classical={_target_: unrolled.methods.classical.CGSense, lam: 0.0172, max_iter: 30}"
-    ],
+    "volume": [],
 }
 
 
@@ -104,21 +104,34 @@ def run_arm(arm: str, files: list[Path], work: Path) -> dict:
             *ARMS[arm],
         ]
         load = load_average()
+        cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.perf_counter()
         subprocess.run(cmd, check=True, cwd=REPO)
         wall = time.perf_counter() - t0
+        cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
         slices = fit_seconds(dest / f"{f.stem}_curves.csv")
         scores = score(f, dest / f.name)
         for s, q in zip(slices, scores["per_slice"], strict=True):
             s.update(q)
-        out["volumes"][f.name] = {
+        out["volumes"][f.name] = {  # steps: optimisation steps of all slices
             "wall_seconds": round(wall, 1),
+            "cpu_seconds": round(cpu, 1),  # one torch thread: the load-independent cost
+            "steps": sum(s["steps"] for s in slices),
             "load_average_before_after": [load, load_average()],
             **scores["volume"],
             "slices": slices,
         }
         print(f"{arm} {f.name}: {wall:.0f} s, {scores['volume']}", flush=True)
     return out
+
+
+def _steps(volume: dict) -> int:
+    return sum(s["steps"] for s in volume["slices"])
+
+
+def _mean_or_none(values: list) -> float | None:
+    return None if any(v is None for v in values) else float(np.mean(values))
 
 
 def summarise(result: dict) -> dict:
@@ -129,6 +142,8 @@ def summarise(result: dict) -> dict:
         rest = [s["fit_seconds"] for v in vols for s in v["slices"][1:]]
         summary[arm] = {
             "wall_seconds_per_volume": float(np.mean([v["wall_seconds"] for v in vols])),
+            "cpu_seconds_per_volume": _mean_or_none([v.get("cpu_seconds") for v in vols]),
+            "steps_per_volume": float(np.mean([_steps(v) for v in vols])),
             "psnr": float(np.mean([v["psnr"] for v in vols])),
             "ssim": float(np.mean([v["ssim"] for v in vols])),
             "first_slice_fit_seconds": float(np.mean(first)),
@@ -144,6 +159,7 @@ def summarise(result: dict) -> dict:
         a, b = summary["scratch"], summary["volume"]
         summary["volume_vs_scratch"] = {
             "time_ratio": b["wall_seconds_per_volume"] / a["wall_seconds_per_volume"],
+            "steps_ratio": b["steps_per_volume"] / a["steps_per_volume"],
             "psnr_change_db": b["psnr"] - a["psnr"],
             "ssim_change": b["ssim"] - a["ssim"],
         }

@@ -36,10 +36,11 @@ def test_dataset_with_fov_fraction_writes_folded_files(tmp_path):
         tmp_path, num_volumes=3, slices_per_volume=1, num_coils=4, height=64, width=64,
         split=(1, 1, 1), fov_fraction=0.75, progress=False,
     )  # fmt: skip
-    assert summary["kspace_shape"] == (1, 4, 64, 48) and summary["recon_shape"] == (48, 48)
+    # folding shortens the phase-encoding side only: the readout keeps the whole head
+    assert summary["kspace_shape"] == (1, 4, 64, 48) and summary["recon_shape"] == (64, 48)
     with h5py.File(next((tmp_path / "test").glob("*.h5"))) as f:
         assert f["kspace"].shape == (1, 4, 64, 48)
-        assert f["reconstruction_rss"].shape == (1, 48, 48)
+        assert f["reconstruction_rss"].shape == (1, 64, 48)
         header = f["ismrmrd_header"][()].decode()
     assert "<y>48</y>" in header  # encoded matrix: 48 phase-encoding columns
 

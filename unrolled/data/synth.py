@@ -124,7 +124,7 @@ def generate_dataset(
     start = time.perf_counter()
     out = Path(output_dir)
     folded = folded_width(width, fov_fraction)  # checks the fraction
-    recon = recon_size(height, folded, recon_height, recon_width)
+    recon = recon_size(height, width, recon_height, recon_width, folded)
     counts = split_counts(split, num_volumes)
     check_options(slices_per_volume, num_coils, height, width, snr, acquisitions)
     if out.exists() and not out.is_dir():

@@ -95,7 +95,7 @@ def synthesize_volume(
     """
     check_options(num_slices, num_coils, height, width, snr, [acquisition])
     folded = folded_width(width, fov_fraction)
-    h, w = recon_size(height, folded, recon_height, recon_width)
+    h, w = recon_size(height, width, recon_height, recon_width, folded)
     # The pixel size is that of the whole field of view: folding keeps the head's size.
     full = (h, w) if folded == width else recon_size(height, width, recon_height, None)
     pixel_mm = FOV_MM / max(full)
@@ -213,18 +213,32 @@ def rss_reconstruction(kspace: np.ndarray, recon_size: tuple[int, int]) -> np.nd
 
 
 def recon_size(
-    height: int, width: int, recon_height: int | None, recon_width: int | None
+    height: int,
+    width: int,
+    recon_height: int | None,
+    recon_width: int | None,
+    folded: int | None = None,
 ) -> tuple[int, int]:
     """Reconstruction size ``(h, w)``: the given sides, else the smaller k-space side.
 
+    Args:
+        height: k-space rows ``H`` (readout).
+        width: k-space columns ``W`` of the whole head (phase encoding).
+        recon_height: rows ``h`` (``None``: ``min(H, W)``).
+        recon_width: columns ``w`` (``None``: ``min(H, W)``, at most ``folded``).
+        folded: columns left after folding to a field of view smaller than the
+            head (``None``: not folded). Folding shortens only the phase-encoding
+            side: the default rows stay those of the whole head.
+
     Raises:
-        ValueError: the size does not fit in the ``(height, width)`` k-space matrix.
+        ValueError: the size does not fit in the ``(height, folded or width)`` k-space matrix.
     """
     side = min(height, width)
-    h, w = recon_height or side, recon_width or side
-    if not (0 < h <= height and 0 < w <= width):
+    columns = width if folded is None else folded
+    h, w = recon_height or side, recon_width or min(side, columns)
+    if not (0 < h <= height and 0 < w <= columns):
         raise ValueError(
-            f"recon size ({h}, {w}) must fit in the k-space matrix ({height}, {width})"
+            f"recon size ({h}, {w}) must fit in the k-space matrix ({height}, {columns})"
         )
     return h, w
 
