@@ -13,7 +13,7 @@ from unrolled.models.dc import HardDC
 from unrolled.models.denoisers import ComplexDenoiser, ResNet
 from unrolled.models.sensitivity import EspiritSensitivity
 from unrolled.models.unrolled import UnrolledNet
-from unrolled.physics.fft import fft2c
+from unrolled.physics.fft import fft2c, ifft2c
 
 
 @pytest.fixture(autouse=True)
@@ -182,3 +182,23 @@ def test_a_warm_slice_has_its_own_time_budget_and_the_configured_one_comes_back(
     assert (first.last_step, first.stop_reason) == (8, "max_steps")
     assert (warm.last_step, warm.stop_reason) == (1, "time_budget")
     assert method.time_budget_s == 600.0 and method.max_steps == 8 and method.lr == 3e-3
+
+
+def test_an_oversampled_readout_is_fitted_on_half_the_rows_and_padded_back():
+    kspace, mask, nlf = sense_scan(batch=1, size=32)
+    images = torch.zeros(1, 4, 64, 32, dtype=kspace.dtype)  # the same scan, 2x readout
+    images[..., 16:48, :] = ifft2c(kspace)
+    full = fft2c(images) * mask[..., :1, :]
+    mask2 = mask[..., :1, :].expand(1, 1, 64, 32)
+    method = VolumeZeroShot(tiny_net(), **OPTS)
+    out = method(full, mask2, nlf)
+    (hist,) = method.histories
+    assert hist.readout_rows == 32
+    assert out.image.shape == (1, 64, 32) and out.kspace.shape == full.shape
+    assert out.image[:, :16].abs().max() == 0 and out.image[:, 48:].abs().max() == 0
+    # hard data consistency survives the crop and the padding back
+    acquired = mask2.expand_as(full) != 0
+    assert torch.allclose(out.kspace[acquired], full[acquired], atol=1e-4 * full.abs().max())
+    off = VolumeZeroShot(tiny_net(), readout_oversampling=1, **OPTS)
+    off(full, mask2, nlf)
+    assert off.histories[0].readout_rows is None

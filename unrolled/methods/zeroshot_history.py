@@ -55,6 +55,8 @@ class ScanHistory:
             (``None``: the initial or checkpoint weights).
         classical_val_loss: held-out loss of the classical candidate (NaN: none).
         chosen: what reconstructed the slice: ``"network"`` or ``"classical"``.
+        readout_rows: image rows fitted after removing readout oversampling
+            (``None``: all rows).
     """
 
     key: tuple
@@ -68,6 +70,7 @@ class ScanHistory:
     start: tuple | None = None
     classical_val_loss: float = math.nan
     chosen: str = "network"
+    readout_rows: int | None = None
 
     @property
     def last_step(self) -> int:

@@ -21,6 +21,13 @@ Yaman et al., ICLR 2022) with two additions, each an option:
   never worse on held-out data than the classical method. The choice and both
   losses are in each :class:`~unrolled.methods.zeroshot_history.ScanHistory`
   (``chosen``, ``classical_val_loss``, ``best_val_loss``).
+- **Readout oversampling removed** (``readout_oversampling``): when a slice's
+  readout is oversampled (a line mask, and the outer rows of the zero-filled
+  image hold at most 1 % of its energy: :func:`~unrolled.physics.readout.oversampled_rows`),
+  the fit and the reconstruction run on the central ``H / 2`` image rows
+  (exact for line masks: :func:`~unrolled.physics.readout.crop_readout`),
+  half the cost per step for fastMRI's twice oversampled readout; the output
+  is padded back to ``H`` rows with zeros (rows every fastMRI crop discards).
 """
 
 from __future__ import annotations
@@ -37,6 +44,8 @@ from unrolled.methods.zeroshot import Monitor, ZeroShot, log
 from unrolled.methods.zeroshot_history import ScanHistory
 from unrolled.models.reconstructor import Reconstruction
 from unrolled.models.sensitivity import EspiritSensitivity
+from unrolled.physics.coils import center_crop_or_pad
+from unrolled.physics.readout import crop_readout, oversampled_rows, pad_readout
 
 
 class VolumeZeroShot(ZeroShot):
@@ -55,11 +64,13 @@ class VolumeZeroShot(ZeroShot):
         classical: a method with the ``UnrolledNet`` call signature whose
             ``kspace`` output predicts the held-out samples (e.g.
             :class:`~unrolled.methods.classical.CGSense`); ``None``: none.
+        readout_oversampling: fit on ``H // readout_oversampling`` rows when the
+            readout is found oversampled that much (1: always on all ``H`` rows).
         **kwargs: the options of :class:`ZeroShot`.
 
     Raises:
-        ValueError: a non-positive ``warm_steps`` or ``warm_lr``, or a bad
-            :class:`ZeroShot` option.
+        ValueError: a non-positive ``warm_steps``, ``warm_lr`` or
+            ``readout_oversampling``, or a bad :class:`ZeroShot` option.
     """
 
     def __init__(
@@ -71,6 +82,7 @@ class VolumeZeroShot(ZeroShot):
         warm_warmup_steps: int = 5,
         warm_time_budget_s: float | None = 40.0,
         classical: nn.Module | None = None,
+        readout_oversampling: int = 2,
         **kwargs,
     ) -> None:
         super().__init__(net, **kwargs)
@@ -84,7 +96,10 @@ class VolumeZeroShot(ZeroShot):
         self.warm_lr = warm_lr
         self.warm_warmup_steps = warm_warmup_steps
         self.warm_time_budget_s = warm_time_budget_s
+        if readout_oversampling < 1:
+            raise ValueError(f"readout_oversampling must be >= 1, got {readout_oversampling}")
         self.classical = classical
+        self.readout_oversampling = readout_oversampling
         # (volume key, key, fitted network) of the last slice fitted
         self._previous: tuple[tuple, tuple, nn.Module] | None = None
 
@@ -146,6 +161,29 @@ class VolumeZeroShot(ZeroShot):
             ``(output from all acquired samples, history)``.
         """
         start_time = time.perf_counter()
+        height, width = kspace.shape[-2:]
+        rows = None
+        if self.readout_oversampling > 1:
+            rows = oversampled_rows(kspace, mask, self.readout_oversampling)
+        if rows is not None:  # fit and reconstruct the central rows, pad back at the end
+            kspace = crop_readout(kspace, rows)
+            mask = center_crop_or_pad(mask.expand(1, 1, height, width), (rows, width))
+        out, hist = self._fit_slice(kspace, mask, nlf, key, monitor)
+        hist.readout_rows = rows
+        if rows is not None:
+            out = Reconstruction(
+                image=center_crop_or_pad(out.image, (height, width)),
+                kspace=pad_readout(out.kspace, height),
+                maps=center_crop_or_pad(out.maps, (height, width)),
+                cascades=[center_crop_or_pad(c, (height, width)) for c in out.cascades],
+            )
+        hist.seconds = time.perf_counter() - start_time
+        return out, hist
+
+    def _fit_slice(
+        self, kspace, mask, nlf, key: tuple, monitor: Monitor | None
+    ) -> tuple[Reconstruction, ScanHistory]:
+        """:meth:`fit_slice` on the k-space as given."""
         volume = tuple(key[:-1])
         prev = self._previous
         warm = self.warm_start and prev is not None and prev[0] == volume
@@ -168,7 +206,6 @@ class VolumeZeroShot(ZeroShot):
         else:
             with torch.no_grad():
                 out = net(kspace, mask, nlf, keys=[key], return_cascades=True)
-        hist.seconds = time.perf_counter() - start_time
         return out, hist
 
     def forward(
