@@ -115,6 +115,7 @@ def run_scan(
     coils: torch.Tensor,
     acceleration: int = 4,
     classical_only: bool = False,
+    maps: int = 1,
     **overrides,
 ) -> dict:
     full = fft2c(coils)[None]  # (1, C, H, W)
@@ -129,6 +130,7 @@ def run_scan(
         "acceleration": acceleration,
         "center_fraction": center,
         "num_low_frequencies": int(nlf),
+        "zeroshot_espirit_sets": maps,
     }
     out.update(classical(kspace, mask, nlf, reference, key))
     if classical_only:
@@ -141,7 +143,11 @@ def run_scan(
             "max_iter": 30,
         }
     }
-    zs = instantiate(compose_option("method", "zeroshot"), **candidate, **overrides)
+    cfg = compose_option("method", "zeroshot")
+    if maps > 1:  # soft-SENSE: M sets of ESPIRiT maps, 2M real channels at the CNN
+        cfg.net.sens.num_maps = maps
+        cfg.net.denoiser.cnn.in_channels = cfg.net.denoiser.cnn.out_channels = 2 * maps
+    zs = instantiate(cfg, **candidate, **overrides)
     curve = []
 
     def monitor(step, net):
@@ -192,6 +198,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--accelerations", type=int, nargs="+", default=[4, 8])
     parser.add_argument("--max-steps", type=int, default=None, help="override (smoke runs)")
     parser.add_argument(
+        "--maps", type=int, default=1, help="sets of ESPIRiT maps of the zero-shot net"
+    )
+    parser.add_argument(
         "--classical-only",
         action="store_true",
         help="(re)score only zero-filled and the classical methods, keeping the zero-shot rows",
@@ -216,11 +225,15 @@ def main(argv: list[str] | None = None) -> dict:
         "torch_threads": 1,
         "note": "shared 2-core machine under load from other jobs (see load averages)",
     }
+    result["machine"] = f"{os.cpu_count()}-core CPU, one torch thread"
+    result["date"] = time.strftime("%Y-%m-%d")
     result.setdefault("scans", {})
     for acc in args.accelerations:
         for name in args.scans:
-            key = name if acc == 4 else f"{name}_{acc}x"
-            row = run_scan(name, data[name], acc, args.classical_only, **overrides)
+            key = (name if acc == 4 else f"{name}_{acc}x") + (
+                f"_{args.maps}sets" if args.maps > 1 else ""
+            )
+            row = run_scan(name, data[name], acc, args.classical_only, args.maps, **overrides)
             result["scans"][key] = {**result["scans"].get(key, {}), **row}
             args.json.write_text(json.dumps(result, indent=1) + "\n")
     return result
