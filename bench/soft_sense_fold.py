@@ -56,13 +56,19 @@ ORACLE_GRID = {
 
 
 def default_weights() -> dict[str, dict]:
-    """The methods' default weights, read from ``conf/method`` (what a user gets)."""
+    """The methods' default weights, read from ``conf/method`` (what a user gets).
+
+    Fixed weights throughout: CS-TV's default chooses its weight per slice by k-space
+    cross-validation (7-190 s per slice here), which this bench leaves off
+    (``weight_selection=None``); CG-SENSE's and CS-wavelet's defaults are fixed.
+    """
     import yaml
 
     out = {}
     for name in ("cg_sense", "cs_wavelet", "cs_tv"):
         cfg = yaml.safe_load((REPO / "conf" / "method" / f"{name}.yaml").read_text())
         out[name] = {k: v for k, v in cfg.items() if not k.startswith("_")}
+        out[name]["weight_selection"] = None
     return out
 
 
