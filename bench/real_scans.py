@@ -51,6 +51,7 @@ from unrolled.methods.weight_selection import KSpaceCrossValidation
 from unrolled.models.sensitivity import EspiritSensitivity
 from unrolled.physics.coils import rss
 from unrolled.physics.fft import fft2c, ifft2c
+from unrolled.physics.fov import fold_fov
 from unrolled.physics.masks import EquispacedMaskFractionFunc
 from unrolled.physics.operators import SenseOp
 
@@ -88,17 +89,6 @@ EXPLORATION = {
 }
 
 
-def fold_coil_images(coils: torch.Tensor, fraction: float = 0.75) -> torch.Tensor:
-    """Fold ``(C, H, W)`` coil images to ``round(fraction W)`` columns, FOV centred."""
-    w = coils.shape[-1]
-    n = round(fraction * w)
-    start = (w - n) // 2
-    folded = torch.zeros(*coils.shape[:-1], n, dtype=coils.dtype)
-    cols = (torch.arange(w) - start) % n  # destination of every source column
-    folded.index_add_(-1, cols, coils)
-    return folded
-
-
 def load_scans(names: list[str]) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """``{name: (full coil k-space (C, H, W) complex64, reference (1, H, W) float)}``."""
     scans = {}
@@ -108,7 +98,7 @@ def load_scans(names: list[str]) -> dict[str, tuple[torch.Tensor, torch.Tensor]]
         if "brain" in names:
             scans["brain"] = (fft2c(coils), rss(coils, dim=0)[None])
         if "brain_fold75" in names:
-            folded = fold_coil_images(coils)
+            folded = fold_fov(coils, 0.75)  # FOV centred
             scans["brain_fold75"] = (fft2c(folded), rss(folded, dim=0)[None])
     if "twix_gre" in names:
         with tempfile.TemporaryDirectory() as tmp:

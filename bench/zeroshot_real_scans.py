@@ -51,21 +51,12 @@ from unrolled.cli.compose import compose_option
 from unrolled.metrics import psnr, ssim
 from unrolled.physics.coils import rss
 from unrolled.physics.fft import fft2c, ifft2c
+from unrolled.physics.fov import fold_fov
 from unrolled.physics.masks import EquispacedMaskFractionFunc
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
 CONF = REPO / "conf" / "method"
-
-
-def fold(coils: torch.Tensor, fraction: float) -> torch.Tensor:
-    """``(C, H, W)`` coil images folded to ``fraction`` of W (FOV centred), ``(C, H, W')``."""
-    w = coils.shape[-1]
-    w2 = round(w * fraction)
-    out = torch.zeros(*coils.shape[:-1], w2, dtype=coils.dtype)
-    idx = (torch.arange(w) - w // 2 + w2 // 2) % w2
-    out.index_add_(-1, idx, coils)
-    return out
 
 
 def scans() -> dict[str, torch.Tensor]:
@@ -79,7 +70,7 @@ def scans() -> dict[str, torch.Tensor]:
         )  # fmt: skip
         with h5py.File(Path(tmp) / "gre.h5") as f:
             twix = ifft2c(torch.from_numpy(f["kspace"][0]))
-    out = {"brain": brain, "brain_folded75": fold(brain, 0.75), "twix_phantom": twix}
+    out = {"brain": brain, "brain_folded75": fold_fov(brain, 0.75), "twix_phantom": twix}
     return {k: v / v.abs().max() for k, v in out.items()}
 
 
