@@ -197,9 +197,15 @@ def real_scans_zeroshot() -> str:
         "steps, s) | zero-shot - best fixed | >= +1 dB, SSIM not lower |",
         "|---|---|---:|---:|---:|---:|---:|---:|---|",
     ]
-    order = sorted(
-        scans, key=lambda k: (scans[k]["acceleration"], list(SCANS).index(k.split("_8x")[0]))
-    )
+
+    def scan(key: str) -> str:
+        return re.sub(r"_(8x|\dsets)", "", key)
+
+    def position(key: str) -> tuple[int, int, int]:
+        r = scans[key]
+        return r["acceleration"], list(SCANS).index(scan(key)), r.get("zeroshot_espirit_sets", 1)
+
+    order = sorted(scans, key=position)
     for key in order:
         r = scans[key]
         if not all(m in r for m in CLASSICAL):
@@ -209,7 +215,7 @@ def real_scans_zeroshot() -> str:
         dp, ds = zs["psnr"] - r[best]["psnr"], zs["ssim"] - r[best]["ssim"]
         cells = [f"{r[m]['psnr']:.2f} / {r[m]['ssim']:.3f}" for m in ("zero_filled", *CLASSICAL)]
         lines.append(
-            f"| {SCANS[key.split('_8x')[0]]} | {r['acceleration']}x | "
+            f"| {SCANS[scan(key)]}{sets_note(r)} | {r['acceleration']}x | "
             + " | ".join(cells)
             + f" | {zs['psnr']:.2f} / {zs['ssim']:.3f} ({zs['kept_step']} / {zs['steps']}, "
             f"{zs['seconds']:.0f}) | {dp:+.2f} dB / {ds:+.3f} vs {LABELS[best]} "
