@@ -33,6 +33,12 @@ def _fft_rows(x: torch.Tensor) -> torch.Tensor:
     return torch.fft.fftshift(torch.fft.fft(x, dim=-2, norm="ortho"), dim=-2)
 
 
+def _resize_rows(kspace: torch.Tensor, rows: int) -> torch.Tensor:
+    """k-space of the image centre-cropped or zero-padded to ``rows`` rows (readout only)."""
+    images = _ifft_rows(kspace)
+    return _fft_rows(center_crop_or_pad(images, (rows, images.shape[-1])))
+
+
 def oversampled_rows(
     kspace: torch.Tensor, mask: torch.Tensor, factor: int = 2, threshold: float = 0.01
 ) -> int | None:
@@ -82,8 +88,7 @@ def crop_readout(kspace: torch.Tensor, rows: int) -> torch.Tensor:
     """
     if not 1 <= rows <= kspace.shape[-2]:
         raise ValueError(f"rows must be in [1, {kspace.shape[-2]}], got {rows}")
-    images = _ifft_rows(kspace)
-    return _fft_rows(center_crop_or_pad(images, (rows, images.shape[-1])))
+    return _resize_rows(kspace, rows)
 
 
 def pad_readout(kspace: torch.Tensor, rows: int) -> torch.Tensor:
@@ -94,5 +99,4 @@ def pad_readout(kspace: torch.Tensor, rows: int) -> torch.Tensor:
     """
     if rows < kspace.shape[-2]:
         raise ValueError(f"cannot pad {kspace.shape[-2]} rows to {rows}")
-    images = _ifft_rows(kspace)
-    return _fft_rows(center_crop_or_pad(images, (rows, images.shape[-1])))
+    return _resize_rows(kspace, rows)
