@@ -13,7 +13,10 @@ torch thread:
   which is ``ZeroShot`` as it was;
 - ``volume``: ``conf/method/zeroshot.yaml`` as it is (each slice after the
   first starts from the previous slice's fitted network and is fine-tuned
-  for ``warm_steps``; the CG-SENSE candidate is off by default).
+  for ``warm_steps``; the CG-SENSE candidate replaces a slice's image where the
+  network's held-out loss is not lower);
+- ``volume, no CG-SENSE candidate``: the same with ``method.classical=null``
+  (the default before the candidate was switched on).
 
 Per arm: wall time and CPU seconds of the CLI per volume (one torch thread, so
 CPU seconds do not grow with the load of a shared machine as wall time does),
@@ -59,6 +62,7 @@ ARMS = {
         "method.readout_oversampling=1",
     ],
     "volume": [],
+    "volume, no CG-SENSE candidate": ["method.classical=null"],
 }
 
 

@@ -227,7 +227,10 @@ def test_rejects_bad_options():
 
 @pytest.mark.slow
 def test_zero_shot_beats_cg_sense_on_the_real_brain_at_4x(real_brain_images):
-    """The configured method at a reduced budget (60 steps) against CG-SENSE's YAML weights."""
+    """The configured network at a reduced budget (60 steps) against CG-SENSE's YAML weights.
+
+    The CG-SENSE candidate is off here: after 60 steps it would often be what comes out, and
+    this test is about what the network itself learns from one scan."""
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
@@ -242,7 +245,7 @@ def test_zero_shot_beats_cg_sense_on_the_real_brain_at_4x(real_brain_images):
     kspace, nlf = full * mask, torch.tensor([nlf])
     reference = rss(real_brain_images, dim=0)
     conf = compose_option("method", "zeroshot")
-    method = instantiate(conf, max_steps=60, warmup_steps=10, time_budget_s=300)
+    method = instantiate(conf, max_steps=60, warmup_steps=10, time_budget_s=300, classical=None)
     cg = instantiate(OmegaConf.load(f"{CONFIG_DIR}/method/cg_sense.yaml"))
     scores = {}
     for name, m in (("zeroshot", method), ("cg_sense", cg)):
