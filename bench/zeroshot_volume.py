@@ -13,10 +13,10 @@ torch thread:
   which is ``ZeroShot`` as it was;
 - ``volume``: ``conf/method/zeroshot.yaml`` as it is (each slice after the
   first starts from the previous slice's fitted network and is fine-tuned
-  for ``warm_steps``; the CG-SENSE candidate replaces a slice's image where the
-  network's held-out loss is not lower);
-- ``volume, no CG-SENSE candidate``: the same with ``method.classical=null``
-  (the default before the candidate was switched on).
+  for ``warm_steps``; no classical candidate);
+- ``volume + CG-SENSE candidate``: the same with CG-SENSE
+  (``conf/method/cg_sense.yaml``) as the candidate that replaces a slice's
+  image where the network does not predict the held-out samples strictly better.
 
 Per arm: wall time and CPU seconds of the CLI per volume (one torch thread, so
 CPU seconds do not grow with the load of a shared machine as wall time does),
@@ -62,7 +62,10 @@ ARMS = {
         "method.readout_oversampling=1",
     ],
     "volume": [],
-    "volume, no CG-SENSE candidate": ["method.classical=null"],
+    "volume + CG-SENSE candidate": [
+        "method.classical={_target_: unrolled.methods.classical.CGSense, lam: 0.0172, "
+        "max_iter: 30, weight_selection: null}"
+    ],
 }
 
 
