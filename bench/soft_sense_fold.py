@@ -77,17 +77,19 @@ def default_weights() -> dict[str, dict]:
     return out
 
 
-def make_method(name: str, num_maps: int | None, weights: dict[str, dict], kernel=None):
+def make_method(
+    name: str, num_maps: int | None, weights: dict[str, dict], kernel=None, kernel_size: int = 6
+):
     if name == "zero_filled":
         return ZeroFilled()
-    esp = EspiritSensitivity(num_maps=num_maps, extra_kernel_size=kernel)
+    esp = EspiritSensitivity(num_maps=num_maps, extra_kernel_size=kernel, kernel_size=kernel_size)
     cls = {"cg_sense": CGSense, "cs_wavelet": CSWavelet, "cs_tv": CSTV}[name]
     return cls(**weights[name], espirit=esp)
 
 
-def auto_choice(vol, transform) -> list[int]:
+def auto_choice(vol, transform, kernel_size: int = 6) -> list[int]:
     """Sets of maps the automatic rule keeps, per slice."""
-    esp = EspiritSensitivity(num_maps=None)
+    esp = EspiritSensitivity(num_maps=None, kernel_size=kernel_size)
     out = []
     for s in range(vol.num_slices):
         sample = transform(read_slice(vol.path, s))
@@ -131,6 +133,9 @@ def main() -> None:
         help="fastMRI's EquispacedMaskFractionFunc (exactly 4x) or EquispacedMaskFunc",
     )
     parser.add_argument(
+        "--kernel", type=int, default=6, help="ESPIRiT kernel width (kernel_size) of every method"
+    )
+    parser.add_argument(
         "--no-oracle", action="store_true", help="no weight grid, no kernel-6 variant"
     )
     args = parser.parse_args()
@@ -160,6 +165,7 @@ def main() -> None:
         "synth_seconds": round(synth_s, 1),
         "mask": f"fastMRI {MASKS[args.mask].__name__}, 4x, seeded per file",
         "weights": weights,
+        "espirit_kernel_size": args.kernel,
         "machine": "shared 2-core CPU under load, one thread",
         "cases": {},
     }
@@ -168,7 +174,7 @@ def main() -> None:
         transform = UnrolledTransform(MASKS[args.mask]([cf], [4]))
         first = transform(read_slice(vol.path, 0))
         case = {
-            "auto_sets_per_slice": auto_choice(vol, transform),
+            "auto_sets_per_slice": auto_choice(vol, transform, args.kernel),
             "acceleration": round(first.mask.numel() / float(first.mask.sum()), 3),
             "methods": {},
         }
@@ -186,7 +192,7 @@ def main() -> None:
             key += f"_lam{lam[0]:g}" if lam else ""
             t = time.perf_counter()
             w = {**weights, name: {**weights[name], "lam": lam[0]}} if lam else weights
-            method = make_method(name, num_maps, w, kernel)
+            method = make_method(name, num_maps, w, kernel, args.kernel)
             pred = torch.from_numpy(reconstruct_volume(method, vol, transform))
             seconds = time.perf_counter() - t
             scores = score_volume(target, pred)
