@@ -47,7 +47,14 @@ ARMS = {
     "5x32x2": {"denoiser": {"cnn": {"channels": 32}}},
     "8x16x2": {"num_cascades": 8},
 }
-CASES = [("brain_folded75", 8), ("twix_phantom", 8), ("brain_folded75", 4), ("brain", 8)]
+CASES = [
+    ("brain_folded75", 8),
+    ("twix_phantom", 8),
+    ("brain_folded75", 4),
+    ("brain", 8),
+    ("twix_phantom", 4),
+    ("brain", 4),
+]
 CASE_NAMES = [f"{scan}/{acc}x" for scan, acc in CASES]
 
 
@@ -58,9 +65,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--arms", nargs="+", default=list(ARMS))
     parser.add_argument("--scans-file", type=Path, help="coil images saved by --save-scans")
     parser.add_argument("--save-scans", type=Path, help="save the scans' coil images and exit")
-    parser.add_argument("--cases", nargs="+", default=CASE_NAMES, choices=CASE_NAMES)
+    parser.add_argument("--cases", nargs="+", default=CASE_NAMES[:4], choices=CASE_NAMES)
     parser.add_argument("--budget-s", type=float, default=None, help="no new fit after this")
     parser.add_argument("--max-steps", type=int, default=None, help="override (smoke runs)")
+    parser.add_argument("--merge", action="store_true", help="add the fits to an existing JSON")
     args = parser.parse_args(argv)
     start = time.perf_counter()
     if args.save_scans:
@@ -84,6 +92,10 @@ def main(argv: list[str] | None = None) -> dict:
         "overrides": overrides,
         "fits": {},
     }
+    if args.merge and args.json.exists():
+        old = json.loads(args.json.read_text())
+        result["fits"] = old.get("fits", {})
+        result["runs"] = [*old.get("runs", [old.get("date")]), result["date"]]
     for arm in args.arms:
         for scan, acc in CASES:
             if f"{scan}/{acc}x" not in args.cases:
