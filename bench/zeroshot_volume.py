@@ -16,7 +16,9 @@ torch thread:
   for ``warm_steps``; no classical candidate);
 - ``volume + CG-SENSE candidate``: the same with CG-SENSE
   (``conf/method/cg_sense.yaml``) as the candidate that replaces a slice's
-  image where the network does not predict the held-out samples strictly better.
+  image where the network does not predict the held-out samples strictly better;
+- ``volume, 8 cascades``: the default with ``method.net.num_cascades=8``
+  (``bench/zeroshot_net_size.py`` measured 8 cascades on the real scans).
 
 Per arm: wall time and CPU seconds of the CLI per volume (one torch thread, so
 CPU seconds do not grow with the load of a shared machine as wall time does),
@@ -40,6 +42,7 @@ import argparse
 import csv
 import json
 import os
+import re
 import resource
 import shutil
 import subprocess
@@ -62,6 +65,7 @@ ARMS = {
         "method.readout_oversampling=1",
     ],
     "volume": [],
+    "volume, 8 cascades": ["method.net.num_cascades=8"],
     "volume + CG-SENSE candidate": [
         "method.classical={_target_: unrolled.methods.classical.CGSense, lam: 0.0172, "
         "max_iter: 30, weight_selection: null}"
@@ -104,7 +108,8 @@ def run_arm(arm: str, files: list[Path], work: Path, extra: list[str] = ()) -> d
         src.mkdir(parents=True, exist_ok=True)
         if not (src / f.name).exists():
             os.symlink(f.resolve(), src / f.name)
-        dest = work / arm / f.stem
+        # Hydra reads commas and spaces in an override's value: the folder gets a plain name
+        dest = work / re.sub(r"[^A-Za-z0-9_.-]+", "_", arm) / f.stem
         shutil.rmtree(dest, ignore_errors=True)
         cmd = [
             str(BIN / "unrolled-reconstruct"),
