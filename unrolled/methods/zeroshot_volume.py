@@ -63,8 +63,8 @@ class VolumeZeroShot(ZeroShot):
             machine shortens the following slices as it does the first.
         classical: a method with the ``UnrolledNet`` call signature whose
             ``kspace`` output predicts the held-out samples (e.g.
-            :class:`~unrolled.methods.classical.CGSense`, what
-            ``conf/method/zeroshot.yaml`` sets); ``None``: none.
+            :class:`~unrolled.methods.classical.CGSense`, the option
+            ``conf/method/zeroshot.yaml`` documents); ``None``: none (its default).
         readout_oversampling: fit on ``H // readout_oversampling`` rows when the
             readout is found oversampled that much (1: always on all ``H`` rows).
         **kwargs: the options of :class:`ZeroShot`.
