@@ -98,13 +98,16 @@ def auto_choice(vol, transform, kernel_size: int = 6) -> list[int]:
     return out
 
 
-def figure(path: Path, target, images: dict[str, np.ndarray], support, title: str) -> None:
+def figure(
+    path: Path, target, images: dict[str, np.ndarray], support, title: str, folded: bool = True
+) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = [("reference (fully sampled, folded)", target), *images.items()]
+    reference = "reference (fully sampled, folded)" if folded else "reference (fully sampled)"
+    panels = [(reference, target), *images.items()]
     fig, axes = plt.subplots(1, len(panels) + 1, figsize=(3 * (len(panels) + 1), 3.6))
     vmax = float(np.percentile(target, 99.5))
     for ax, (name, img) in zip(axes, panels, strict=False):
@@ -169,6 +172,7 @@ def main() -> None:
         "machine": "shared 2-core CPU under load, one thread",
         "cases": {},
     }
+    args.out.parent.mkdir(parents=True, exist_ok=True)  # the figures go beside the JSON
     rows = []
     for cf in args.center_fractions:
         transform = UnrolledTransform(MASKS[args.mask]([cf], [4]))
@@ -232,10 +236,10 @@ def main() -> None:
             },
             support,
             f"FOV {args.fov_fraction:.0%} of the head, {MASKS[args.mask].__name__} 4x "
-            f"({case['acceleration']:.2f}x), centre {cf:.0%}, slice {mid}"
-            " (PSNR per volume)",
+            f"({case['acceleration']:.2f}x), centre {cf:.0%}, ESPIRiT kernel {args.kernel}, "
+            f"slice {mid} (PSNR per volume)",
+            folded=args.fov_fraction < 1,
         )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=1) + "\n")
     print("\n| centre | method | PSNR | SSIM | NMSE | s |\n|---|---|---:|---:|---:|---:|")
     for cf, key, s, sec in rows:
