@@ -233,3 +233,73 @@ def test_the_configured_method_takes_cg_sense_as_a_candidate_only_when_asked():
     classical = held_out_losses(method, kspace, mask, nlf)
     assert hist.classical_val_loss == pytest.approx(classical[0], rel=1e-4)
     assert hist.chosen == ("network" if hist.best_val_loss < classical[0] else "classical")
+
+
+@pytest.mark.parametrize("data", ["synthetic", "brain"])
+def test_a_fit_started_from_cg_sense_is_never_worse_on_held_out_data_than_its_start(data, request):
+    """``classical_start``: before any step the network returns CG-SENSE's image made
+    data-consistent, so its held-out loss is CG-SENSE's (one cascade: exactly); the kept
+    step is never worse than that. On the real brain, zero-filled k-space is a worse start."""
+    if data == "brain":
+        kspace, mask, nlf = brain_scan(request.getfixturevalue("real_brain_images"))
+    else:
+        kspace, mask, nlf = sense_scan(batch=2, noise=0.02)
+    keys = [("a.h5", 0), ("a.h5", 1)]
+    opts = {**OPTS, "readout_oversampling": 1}
+    cg = CGSense(lam=0.0172, max_iter=30)
+    method = VolumeZeroShot(tiny_net(), classical=cg, classical_start=True, **opts)
+    with torch.no_grad():
+        out = method(kspace, mask, nlf, keys=keys)
+    classical = held_out_losses(method, kspace, mask, nlf)
+    first, second = method.histories
+    assert first.initial_val_loss == pytest.approx(classical[0], rel=1e-4)
+    for h in method.histories:
+        assert h.best_val_loss <= h.initial_val_loss
+        assert h.chosen == "network" and math.isnan(h.classical_val_loss)  # a start, no candidate
+    assert second.start == keys[0]  # the volume's warm start still applies
+    if first.best_step == 0:  # kept the start: CG-SENSE from all samples, samples put back
+        one = slice(0, 1)
+        ref = CGSense(lam=0.0172, max_iter=30, espirit=EspiritSensitivity())(
+            kspace[one], mask[one], nlf[one]
+        )
+        dc = torch.where(mask[one].expand_as(ref.kspace) > 0, kspace[one], ref.kspace)
+        torch.testing.assert_close(out.kspace[0], dc[0], rtol=1e-4, atol=1e-6)
+    if data == "brain":  # where CG-SENSE fits (not the smooth random maps): a better start
+        scratch = VolumeZeroShot(tiny_net(), **opts)
+        with torch.no_grad():
+            scratch(kspace[:1], mask[:1], nlf[:1], keys=keys[:1])
+        assert scratch.histories[0].initial_val_loss > 1.5 * first.initial_val_loss  # 1.87
+
+
+def test_classical_start_needs_a_classical_method_and_a_net_that_takes_a_start():
+    with pytest.raises(ValueError, match="classical_start needs a classical method"):
+        VolumeZeroShot(tiny_net(), classical_start=True)
+
+    class NoStart(torch.nn.Module):
+        def forward(self, kspace, mask, num_low_frequencies, keys=None, return_cascades=False):
+            raise AssertionError("not called")
+
+    with pytest.raises(ValueError, match="NoStart cannot start from a given k-space"):
+        VolumeZeroShot(NoStart(), classical=CGSense(), classical_start=True)
+
+
+def test_the_configured_method_starts_from_cg_sense_only_when_asked():
+    """``method.classical_start=true`` with ``method.classical`` set to cg_sense.yaml (the
+    options conf/method/zeroshot.yaml documents): every denoiser starts as the identity."""
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    from unrolled.cli.common import CONFIG_DIR
+    from unrolled.cli.compose import compose_option
+
+    cfg = compose_option("method", "zeroshot")
+    assert cfg.classical_start is False
+    x = torch.randn(1, 16, 16, dtype=torch.complex64)
+    default = instantiate(cfg)
+    assert not torch.equal(default.net.denoisers[0](x), x)
+    cfg.classical = OmegaConf.load(f"{CONFIG_DIR}/method/cg_sense.yaml")
+    cfg.classical_start = True
+    method = instantiate(cfg)
+    assert method.classical_start and isinstance(method.classical, CGSense)
+    for den in method.net.denoisers:
+        torch.testing.assert_close(den(x), x, rtol=0, atol=0)

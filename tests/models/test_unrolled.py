@@ -145,3 +145,40 @@ def test_zero_filled_reconstruction_is_rss_of_ifft():
     y, mask, nlf, _ = _problem()
     out = ZeroFilled()(y, mask, nlf)
     torch.testing.assert_close(out.image, ifft2c(y).abs().pow(2).sum(1).sqrt())
+
+
+@pytest.mark.parametrize("cnn", [ResNet, MultiScaleResNet])
+def test_a_zeroed_residual_is_the_identity_and_trains_away_from_it(cnn):
+    den = ComplexDenoiser(cnn(2, 2, channels=8, num_blocks=2)).zero_residual_()
+    x = torch.randn(2, 16, 16, dtype=torch.complex64)
+    torch.testing.assert_close(den(x), x, rtol=0, atol=0)
+    opt = torch.optim.SGD(den.parameters(), lr=0.1)
+    (den(x) - 2 * x).abs().pow(2).mean().backward()
+    opt.step()
+    assert not torch.equal(den(x), x)  # the last layer's gradient is not zero
+
+
+def test_a_network_started_from_given_kspace_returns_its_data_consistent_image():
+    """With identity denoisers and hard DC, one cascade returns the start's k-space with the
+    measured samples put back; later cascades stay close to it (they project onto the maps'
+    range and put the samples back again)."""
+    y, mask, nlf, full = _problem()
+    maps_net = _net(HardDC(), sens=EspiritSensitivity())
+    for den in maps_net.denoisers:
+        den.zero_residual_()
+    maps = maps_net.sens(y, mask, nlf)  # (B, C, H, W), sum_c |S_c|^2 = 1 inside the support
+    x0 = (maps.conj() * ifft2c(full)).sum(1)  # a good start: the fully sampled combination
+    start = fft2c(maps * x0.unsqueeze(1))  # F S x0
+    out = maps_net(y, mask, nlf, initial_kspace=start)
+    sampled = mask.expand_as(y) > 0
+    expected = torch.where(sampled, y, start)
+    one_cascade = UnrolledNet(maps_net.denoisers[0], HardDC(), maps_net.sens, num_cascades=1)
+    torch.testing.assert_close(one_cascade(y, mask, nlf, initial_kspace=start).kspace, expected)
+    # the later cascades only re-project onto the maps' range: close to the first
+    err = (out.kspace - expected).abs().pow(2).sum() / expected.abs().pow(2).sum()
+    assert err < 1e-3, err
+    # and far better than the zero-filled start the same network has without it
+    zero_filled = maps_net(y, mask, nlf).kspace
+    assert (zero_filled - full).abs().pow(2).sum() > 4 * (out.kspace - full).abs().pow(2).sum()
+    with pytest.raises(ValueError, match="initial_kspace has shape"):
+        maps_net(y, mask, nlf, initial_kspace=start[..., :-1])

@@ -200,6 +200,23 @@ class ZeroShot(nn.Module):
 
     # --- fitting -----------------------------------------------------------------
 
+    def start_kspace(
+        self,
+        net: nn.Module,
+        kspace: torch.Tensor,
+        mask: torch.Tensor,
+        nlf: torch.Tensor,
+        key: tuple,
+    ) -> torch.Tensor | None:
+        """Coil k-space the network starts from for this input; ``None``: zero-filled.
+
+        A hook for subclasses (:class:`~unrolled.methods.zeroshot_volume.VolumeZeroShot`
+        starts from a classical reconstruction). Called once per distinct input
+        of a fit (``Omega \\ Gamma`` first, then each ``Theta``) and for the
+        final image, after ``net``'s ESPIRiT maps for ``key`` are cached.
+        """
+        return None
+
     def lr_factor(self, step: int, elapsed: float = 0.0) -> float:
         """Learning rate of 0-based ``step``, relative to ``lr``.
 
@@ -257,6 +274,9 @@ class ZeroShot(nn.Module):
         # ESPIRiT maps once, from the complete calibration region, cached for every call
         if isinstance(getattr(net, "sens", None), EspiritSensitivity):
             net.sens(y_train, train, nlf, keys=keys)
+        # the start of each input (None: zero-filled), computed once: Omega \ Gamma first
+        start_train = self.start_kspace(net, y_train, train, nlf, tuple(key))
+        starts = [self.start_kspace(net, kspace * t, t, nlf, tuple(key)) for t, _ in pairs]
         params = [p for p in net.parameters() if p.requires_grad]
         opt = torch.optim.Adam(params, lr=self.lr, weight_decay=self.weight_decay)
 
@@ -269,7 +289,7 @@ class ZeroShot(nn.Module):
         def validate(step: int) -> float:
             nonlocal monitored
             with torch.no_grad():
-                out = net(y_train, train, nlf, keys=keys)
+                out = run_net(net, y_train, train, nlf, keys, start_train)
                 val = float(self.loss(out.kspace, kspace, gamma))
                 if monitor is not None:
                     t0 = time.perf_counter()
@@ -284,10 +304,11 @@ class ZeroShot(nn.Module):
             bad = 0
             for step in range(1, self.max_steps + 1):
                 theta, lam = pairs[(step - 1) % len(pairs)]
+                start_k = starts[(step - 1) % len(pairs)]
                 lr = self.lr * self.lr_factor(step - 1, clock())
                 for group in opt.param_groups:
                     group["lr"] = lr
-                out = net(kspace * theta, theta, nlf, keys=keys)
+                out = run_net(net, kspace * theta, theta, nlf, keys, start_k)
                 loss = self.loss(out.kspace, kspace, lam)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
@@ -344,7 +365,8 @@ class ZeroShot(nn.Module):
             k, m, n = kspace[i : i + 1], mask[i : i + 1], num_low_frequencies[i : i + 1]
             net, hist = self.fit_scan(k, m, n, key)
             with torch.no_grad():
-                outs.append(net(k, m, n, keys=[key], return_cascades=return_cascades))
+                start_k = self.start_kspace(net, k, m, n, key)
+                outs.append(run_net(net, k, m, n, [key], start_k, return_cascades))
             hist.seconds = time.perf_counter() - start
             self.histories.append(hist)
             log.info(
@@ -359,6 +381,20 @@ class ZeroShot(nn.Module):
             maps=torch.cat([o.maps for o in outs]),
             cascades=cascades,
         )
+
+
+def run_net(
+    net: nn.Module,
+    kspace: torch.Tensor,
+    mask: torch.Tensor,
+    nlf: torch.Tensor,
+    keys: list[tuple],
+    start: torch.Tensor | None = None,
+    return_cascades: bool = False,
+) -> Reconstruction:
+    """``net(kspace, mask, nlf, keys=keys)``, from ``start`` (``initial_kspace``) when given."""
+    extra = {} if start is None else {"initial_kspace": start}
+    return net(kspace, mask, nlf, keys=keys, return_cascades=return_cascades, **extra)
 
 
 def load_warm_start(net: nn.Module, checkpoint: str | PathLike[str], strict: bool = False) -> None:

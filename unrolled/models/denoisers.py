@@ -132,6 +132,25 @@ class ComplexDenoiser(nn.Module):
         out = self._residual(r, h, w).permute(0, 2, 3, 1).contiguous()  # (B, H, W, 2)
         return x + torch.view_as_complex(out)
 
+    @torch.no_grad()
+    def zero_residual_(self) -> ComplexDenoiser:
+        """Zero the CNN's last convolution (weights and bias): the denoiser becomes the identity.
+
+        The rest of the CNN keeps its weights, so training moves away from the
+        identity at the first step (the last layer's gradient is not zero),
+        as in ReZero / Fixup-style initialisations of residual networks.
+
+        Raises:
+            ValueError: the CNN has no convolution.
+        """
+        convs = [m for m in self.cnn.modules() if isinstance(m, nn.Conv2d | nn.ConvTranspose2d)]
+        if not convs:
+            raise ValueError(f"{type(self.cnn).__name__} has no convolution to zero")
+        convs[-1].weight.zero_()
+        if convs[-1].bias is not None:
+            convs[-1].bias.zero_()
+        return self
+
     def _residual(self, r: torch.Tensor, h: int, w: int) -> torch.Tensor:
         """The unnormalised CNN residual of real channels ``(B, 2M, H, W)``."""
         mean = r.mean(dim=(2, 3), keepdim=True)

@@ -7,7 +7,8 @@ One cascade ``t`` maps coil k-space ``k_t`` to ``k_{t+1}``::
     z   = D_t(x)                          # learned residual denoiser
     k   = DC_t(z, y, S, M)                # back to coil k-space, consistent with y
 
-starting from the measured k-space ``k_0 = y``. The output image is the
+starting from the measured k-space ``k_0 = y`` (or from a given ``k_0``, e.g. the
+coil k-space of a classical reconstruction). The output image is the
 root-sum-of-squares of ``F^H k_T``, the same quantity as fastMRI's
 ``reconstruction_rss`` targets.
 """
@@ -92,6 +93,7 @@ class UnrolledNet(nn.Module):
         num_low_frequencies: torch.Tensor,
         keys: list[tuple] | None = None,
         return_cascades: bool = False,
+        initial_kspace: torch.Tensor | None = None,
     ) -> Reconstruction:
         """Reconstruct.
 
@@ -101,13 +103,24 @@ class UnrolledNet(nn.Module):
             num_low_frequencies: calibration width per sample, ``(B,)``.
             keys: optional per-sample cache keys (file, slice) for ESPIRiT maps.
             return_cascades: also return the image after every cascade.
+            initial_kspace: coil k-space ``(B, C, H, W)`` the first cascade starts
+                from, e.g. a classical reconstruction's ``kspace`` (``F S x``); data
+                consistency still uses ``kspace``. ``None``: ``kspace`` (zero-filled start).
+
+        Raises:
+            ValueError: ``initial_kspace`` of another shape than ``kspace``.
         """
         y = kspace
         if isinstance(self.sens, EspiritSensitivity):
             maps = self.sens(y, mask, num_low_frequencies, keys=keys)
         else:
             maps = self.sens(y, mask, num_low_frequencies)
-        k = y
+        if initial_kspace is not None and initial_kspace.shape != y.shape:
+            raise ValueError(
+                f"initial_kspace has shape {tuple(initial_kspace.shape)}, "
+                f"the k-space {tuple(y.shape)}"
+            )
+        k = y if initial_kspace is None else initial_kspace
         cascades = []
         for t in range(self.num_cascades):
             if self.checkpointing and torch.is_grad_enabled():
