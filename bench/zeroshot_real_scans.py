@@ -48,6 +48,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from unrolled.cli.compose import compose_option
+from unrolled.methods.zeroshot import run_net
 from unrolled.metrics import psnr, ssim
 from unrolled.physics.coils import rss
 from unrolled.physics.fft import fft2c, ifft2c
@@ -110,10 +111,13 @@ def run_scan(
     device: str = "cpu",
     with_classical: bool = True,
     net_overrides: dict | None = None,
+    start: str | None = None,
     **overrides,
 ) -> dict:
     """One scan at one acceleration: the classical rows (``with_classical``) and one
-    zero-shot fit on ``device``; ``net_overrides`` merge into the config's ``net``."""
+    zero-shot fit on ``device``; ``net_overrides`` merge into the config's ``net``.
+    ``start``: a classical method of ``conf/method`` (fixed weight) the fit starts from
+    (``classical_start``) instead of weighing CG-SENSE as a candidate."""
     coils = coils.to(device)
     full = fft2c(coils)[None]  # (1, C, H, W)
     center = 0.08 if acceleration == 4 else 0.04
@@ -141,6 +145,11 @@ def run_scan(
             "max_iter": 30,
         }
     }
+    if start is not None:
+        method = OmegaConf.load(CONF / f"{start}.yaml")
+        if "weight_selection" in method:
+            method.weight_selection = None
+        candidate = {"classical": method, "classical_start": True}
     cfg = compose_option("method", "zeroshot")
     if maps > 1:  # soft-SENSE: M sets of ESPIRiT maps, 2M real channels at the CNN
         cfg.net.sens.num_maps = maps
@@ -149,11 +158,15 @@ def run_scan(
         cfg.net = OmegaConf.merge(cfg.net, net_overrides)
     zs = instantiate(cfg, **candidate, **overrides).to(device)
     curve = []
+    first: list = []  # the start's k-space from all samples, once (None: zero-filled)
+
+    def network_image(net):
+        if not first:
+            first.append(zs.start_kspace(net, kspace, mask, nlf, key))
+        return run_net(net, kspace, mask, nlf, [key], first[0]).image[0]
 
     def monitor(step, net):
-        curve.append(
-            (step, *scores(reference, net(kspace, mask, nlf, keys=[key]).image[0]).values())
-        )
+        curve.append((step, *scores(reference, network_image(net)).values()))
         return {}
 
     load = [round(x, 2) for x in os.getloadavg()]
@@ -164,12 +177,14 @@ def run_scan(
         after, hist = zs.fit_slice(kspace, mask, nlf, key, monitor=monitor)
         net = zs._previous[2]
         t1 = time.perf_counter()
-        before = net(kspace, mask, nlf, keys=[key]).image[0]
+        before = network_image(net)
         before_image_s = time.perf_counter() - t1
     fit_s = hist.records[-1].seconds if hist.records else 0.0
     kept = dict((s, (p, q)) for s, p, q in curve)
     best = max(curve, key=lambda c: c[1])
     out["network_parameters"] = sum(p.numel() for p in net.parameters())
+    if start is not None:
+        out["start"] = start
     out["zeroshot_before"] = {
         **scores(reference, before), "seconds": round(fit_s + before_image_s, 1),
         "steps": hist.last_step, "stop_reason": hist.stop_reason, "kept_step": hist.best_step,

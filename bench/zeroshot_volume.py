@@ -18,7 +18,10 @@ torch thread:
   (``conf/method/cg_sense.yaml``) as the candidate that replaces a slice's
   image where the network does not predict the held-out samples strictly better;
 - ``volume, 8 cascades``: the default with ``method.net.num_cascades=8``
-  (``bench/zeroshot_net_size.py`` measured 8 cascades on the real scans).
+  (``bench/zeroshot_net_size.py`` measured 8 cascades on the real scans);
+- ``volume, started from CG-SENSE``: the default with ``method.classical_start=true``
+  and CG-SENSE as ``method.classical``: every fit starts from CG-SENSE's image
+  (``bench/zeroshot_classical_start.py`` measures it on the real scans).
 
 Per arm: wall time and CPU seconds of the CLI per volume (one torch thread, so
 CPU seconds do not grow with the load of a shared machine as wall time does),
@@ -69,6 +72,11 @@ ARMS = {
     "volume + CG-SENSE candidate": [
         "method.classical={_target_: unrolled.methods.classical.CGSense, lam: 0.0172, "
         "max_iter: 30, weight_selection: null}"
+    ],
+    "volume, started from CG-SENSE": [
+        "method.classical={_target_: unrolled.methods.classical.CGSense, lam: 0.0172, "
+        "max_iter: 30, weight_selection: null}",
+        "method.classical_start=true",
     ],
 }
 
