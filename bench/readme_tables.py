@@ -236,7 +236,7 @@ def zeroshot_classical_start() -> str:
     path = REPO / "bench" / "results" / "zeroshot_classical_start.json"
     data = json.loads(path.read_text())
     base = json.loads((REPO / "bench" / "results" / "zeroshot_real_scans.json").read_text())
-    arms = list(dict.fromkeys(k.split("/")[0] for k in data["fits"]))
+    arms = [a for a in dict.fromkeys(k.split("/")[0] for k in data["fits"]) if "@" not in a]
     lines = [
         "| scan | acc. | best fixed classical | zero-shot, zero-filled start | "
         + " | ".join(f"started from {LABELS.get(a.split('@')[0], a)}{_lr(a)}" for a in arms)
@@ -280,6 +280,19 @@ def zeroshot_classical_start() -> str:
         lines.append(
             f"| {SCANS[scan]} | {acc} | " + " | ".join(cells) + " | " + "; ".join(verdicts) + " |"
         )
+    variants = []  # other learning rates and seeds, same protocol
+    for key, fit in data["fits"].items():
+        arm, scan, acc = key.split("/")
+        if "@" in arm and "error" not in fit:
+            loads += [pair[0] for pair in fit["load_average_before_after"]]
+            b = fit["zeroshot_before"]
+            name = arm.split("@")[0].replace("zero_filled", "zero-filled start")
+            variants.append(
+                f"{SCANS[scan]} {acc}, {LABELS.get(name, name)} "
+                f"{', '.join(arm.split('@')[1:])}: {b['psnr']:.2f} / {b['ssim']:.3f}"
+            )
+    if variants:
+        lines += ["", "Other runs of the same protocol: " + "; ".join(variants) + "."]
     rel = path.relative_to(REPO).as_posix()
     caption_ = (
         f"_From `{rel}` (and `bench/results/zeroshot_real_scans.json` for the first two "

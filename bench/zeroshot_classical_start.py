@@ -11,8 +11,10 @@ network's image, ``stopping.psnr_at["0"]`` the start's; the classical methods an
 default zero-shot (zero-filled start) are the rows of
 ``bench/results/zeroshot_real_scans.json``.
 
-Arms: the classical method the fit starts from (``cg_sense``, ``cs_wavelet``, ``cs_tv``);
-``--lr`` sets the peak learning rate (results keyed ``<arm>@lr<lr>``).
+Arms: the classical method the fit starts from (``cg_sense``, ``cs_wavelet``, ``cs_tv``), or
+``zero_filled`` (``classical_start=false``, no candidate: the start before session 7, to
+repeat the default rows with other seeds); ``--lr`` sets the peak learning rate and ``--seed``
+the seed of the splits and initial weights (results keyed ``<arm>@lr<lr>``, ``<arm>@seed<n>``).
 
     # here (CPU, ~3-10 min a fit), needs ../shared/data; two processes, then combine:
     OMP_NUM_THREADS=1 .venv/bin/python bench/zeroshot_classical_start.py --arms cg_sense \\
@@ -40,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import zeroshot_real_scans as zrs  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-ARMS = ["cg_sense", "cs_wavelet", "cs_tv"]
+ARMS = ["cg_sense", "cs_wavelet", "cs_tv", "zero_filled"]
 # where the default missed the 1 dB margin first, then the rest
 CASES = [
     ("brain_folded75", 4),
@@ -71,6 +73,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--cases", nargs="+", default=CASE_NAMES, choices=CASE_NAMES)
     parser.add_argument("--max-steps", type=int, default=None, help="override (smoke runs)")
     parser.add_argument("--lr", type=float, default=None, help="peak lr (default: the YAML's)")
+    parser.add_argument("--seed", type=int, default=None, help="seed (default: the YAML's)")
     parser.add_argument("--combine", nargs="+", type=Path, help="merge these files into --json")
     args = parser.parse_args(argv)
     if args.combine:
@@ -85,6 +88,9 @@ def main(argv: list[str] | None = None) -> dict:
     if args.lr is not None:
         overrides["lr"] = args.lr
         suffix = f"@lr{args.lr:g}"
+    if args.seed is not None:
+        overrides["seed"] = args.seed
+        suffix += f"@seed{args.seed}"
     result = {
         "machine": f"{os.cpu_count()}-core CPU, one torch thread",
         "torch": torch.__version__,
@@ -98,8 +104,9 @@ def main(argv: list[str] | None = None) -> dict:
             continue
         for arm in args.arms:
             try:
+                start_ = None if arm == "zero_filled" else arm
                 row = zrs.run_scan(
-                    scan, data[scan], acc, with_classical=False, start=arm, **overrides
+                    scan, data[scan], acc, with_classical=False, start=start_, **overrides
                 )
             except Exception as exc:  # noqa: BLE001 - recorded, the next fit goes on
                 row = {"error": f"{type(exc).__name__}: {str(exc)[:500]}"}

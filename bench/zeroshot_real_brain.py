@@ -40,7 +40,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from unrolled.cli.compose import compose_option
-from unrolled.methods.zeroshot import ZeroShot
+from unrolled.methods.zeroshot import ZeroShot, run_net
 from unrolled.methods.zeroshot_history import ScanHistory
 from unrolled.metrics import nmse, psnr, ssim
 from unrolled.models.sensitivity import EspiritSensitivity
@@ -120,9 +120,15 @@ def build(name: str, **overrides):
 def fit(method: ZeroShot, kspace, mask, nlf, key, reference):
     """The method's fit and final image, scoring the net at every validation (off the clock)."""
     images: dict[int, np.ndarray] = {}
+    first: list = []  # the start's k-space from all samples (classical_start), once
+
+    def network_image(net) -> torch.Tensor:
+        if not first:
+            first.append(method.start_kspace(net, kspace, mask, nlf, key))
+        return run_net(net, kspace, mask, nlf, [key], first[0]).image[0]
 
     def monitor(step: int, net) -> dict[str, float]:
-        image = net(kspace, mask, nlf, keys=[key]).image[0]
+        image = network_image(net)
         images[step] = image.numpy()
         return scores(reference, image)
 
@@ -130,7 +136,7 @@ def fit(method: ZeroShot, kspace, mask, nlf, key, reference):
     net, hist = method.fit_scan(kspace, mask, nlf, key=key, monitor=monitor)
     t1 = time.perf_counter()
     with torch.no_grad():
-        image = net(kspace, mask, nlf, keys=[key]).image[0]
+        image = network_image(net)
     seconds = hist.seconds + time.perf_counter() - t1
     return image, hist, images, seconds, time.perf_counter() - t0
 

@@ -9,19 +9,20 @@ torch thread:
 - ``scratch``: today's method before this change: ``ZeroShot`` from
   ``conf/method/zeroshot.yaml`` with the volume options removed (every slice
   fitted from a fresh network on all rows, 600 steps or 480 s):
-  ``method.warm_start=false method.classical=null method.readout_oversampling=1``,
-  which is ``ZeroShot`` as it was;
-- ``volume``: ``conf/method/zeroshot.yaml`` as it is (each slice after the
-  first starts from the previous slice's fitted network and is fine-tuned
-  for ``warm_steps``; no classical candidate);
+  ``method.warm_start=false method.classical=null method.classical_start=false
+  method.readout_oversampling=1``, which is ``ZeroShot`` as it was;
+- ``volume``: ``conf/method/zeroshot.yaml`` as it was until session 7 (each slice
+  after the first starts from the previous slice's fitted network and is fine-tuned
+  for ``warm_steps``; zero-filled start, no classical candidate);
 - ``volume + CG-SENSE candidate``: the same with CG-SENSE
   (``conf/method/cg_sense.yaml``) as the candidate that replaces a slice's
   image where the network does not predict the held-out samples strictly better;
 - ``volume, 8 cascades``: the default with ``method.net.num_cascades=8``
   (``bench/zeroshot_net_size.py`` measured 8 cascades on the real scans);
-- ``volume, started from CG-SENSE``: the default with ``method.classical_start=true``
-  and CG-SENSE as ``method.classical``: every fit starts from CG-SENSE's image
-  (``bench/zeroshot_classical_start.py`` measures it on the real scans).
+- ``volume, started from CG-SENSE``: ``conf/method/zeroshot.yaml`` since session 7
+  (``method.classical_start=true``, CG-SENSE as ``method.classical``): every fit
+  starts from CG-SENSE's image (``bench/zeroshot_classical_start.py`` measures it on
+  the real scans).
 
 Per arm: wall time and CPU seconds of the CLI per volume (one torch thread, so
 CPU seconds do not grow with the load of a shared machine as wall time does),
@@ -61,23 +62,21 @@ from unrolled.metrics import psnr, ssim, volume_metrics
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-ARMS = {
+ZERO_FILLED_START = ["method.classical=null", "method.classical_start=false"]
+CG_SENSE = (
+    "method.classical={_target_: unrolled.methods.classical.CGSense, lam: 0.0172, "
+    "max_iter: 30, weight_selection: null}"
+)
+ARMS = {  # each arm spelt out in full, so that a later default does not change what it runs
     "scratch": [
         "method.warm_start=false",
-        "method.classical=null",
+        *ZERO_FILLED_START,
         "method.readout_oversampling=1",
     ],
-    "volume": [],
-    "volume, 8 cascades": ["method.net.num_cascades=8"],
-    "volume + CG-SENSE candidate": [
-        "method.classical={_target_: unrolled.methods.classical.CGSense, lam: 0.0172, "
-        "max_iter: 30, weight_selection: null}"
-    ],
-    "volume, started from CG-SENSE": [
-        "method.classical={_target_: unrolled.methods.classical.CGSense, lam: 0.0172, "
-        "max_iter: 30, weight_selection: null}",
-        "method.classical_start=true",
-    ],
+    "volume": ZERO_FILLED_START,  # the default until session 7
+    "volume, 8 cascades": [*ZERO_FILLED_START, "method.net.num_cascades=8"],
+    "volume + CG-SENSE candidate": [CG_SENSE, "method.classical_start=false"],
+    "volume, started from CG-SENSE": [CG_SENSE, "method.classical_start=true"],  # the default
 }
 
 

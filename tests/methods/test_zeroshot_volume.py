@@ -205,34 +205,52 @@ def test_an_oversampled_readout_is_fitted_on_half_the_rows_and_padded_back():
     assert off.histories[0].readout_rows is None
 
 
-def test_the_configured_method_takes_cg_sense_as_a_candidate_only_when_asked():
-    """``method=zeroshot`` as configured returns the network's image; with
-    ``method.classical`` set to conf/method/cg_sense.yaml (the option its YAML documents),
-    CG-SENSE is weighed on the held-out samples of every slice."""
+def test_the_configured_method_starts_from_cg_sense_or_weighs_it_as_a_candidate_when_asked():
+    """``method=zeroshot`` as configured starts every fit from conf/method/cg_sense.yaml's
+    reconstruction (the held-out loss before the first step is CG-SENSE's); with
+    ``method.classical_start=false`` CG-SENSE is instead weighed as a candidate on the held-out
+    samples; with ``method.classical=null`` as well, neither (the zero-filled start)."""
+    from hydra.errors import InstantiationException
     from hydra.utils import instantiate
-    from omegaconf import OmegaConf
 
-    from unrolled.cli.common import CONFIG_DIR
     from unrolled.cli.compose import compose_option
 
     cfg = compose_option("method", "zeroshot")
-    assert cfg.classical is None
+    assert cfg.classical_start is True
+    assert cfg.classical._target_ == "unrolled.methods.classical.CGSense"
     cfg.net.num_cascades, cfg.net.denoiser.cnn.channels, cfg.net.denoiser.cnn.num_blocks = 1, 4, 1
     kspace, mask, nlf = sense_scan(batch=1, noise=0.02)
     keys = [("a.h5", 0)]
     opts = {**OPTS, "readout_oversampling": 1}
-    off = instantiate(cfg, **opts)
+    classical = held_out_losses(method=VolumeZeroShot(tiny_net(), **opts), kspace=kspace,
+                                mask=mask, nlf=nlf)  # fmt: skip
+    started = instantiate(cfg, **opts)
+    assert isinstance(started.classical, CGSense)
     with torch.no_grad():
-        off(kspace, mask, nlf, keys=keys)
-    assert off.histories[0].chosen == "network" and math.isnan(off.histories[0].classical_val_loss)
-    cfg.classical = OmegaConf.load(f"{CONFIG_DIR}/method/cg_sense.yaml")
-    method = instantiate(cfg, **opts)
+        started(kspace, mask, nlf, keys=keys)
+    (hist,) = started.histories
+    assert hist.initial_val_loss == pytest.approx(classical[0], rel=1e-4)
+    assert hist.chosen == "network" and math.isnan(hist.classical_val_loss)
+
+    cfg.classical_start = False
+    candidate = instantiate(cfg, **opts)
     with torch.no_grad():
-        method(kspace, mask, nlf, keys=keys)
-    (hist,) = method.histories
-    classical = held_out_losses(method, kspace, mask, nlf)
+        candidate(kspace, mask, nlf, keys=keys)
+    (hist,) = candidate.histories
     assert hist.classical_val_loss == pytest.approx(classical[0], rel=1e-4)
     assert hist.chosen == ("network" if hist.best_val_loss < classical[0] else "classical")
+    assert hist.initial_val_loss != pytest.approx(classical[0], rel=1e-2)  # zero-filled start
+
+    cfg.classical = None
+    neither = instantiate(cfg, **opts)
+    with torch.no_grad():
+        neither(kspace, mask, nlf, keys=keys)
+    (hist,) = neither.histories
+    assert hist.chosen == "network" and math.isnan(hist.classical_val_loss)
+    assert hist.initial_val_loss == candidate.histories[0].initial_val_loss
+    cfg.classical_start = True
+    with pytest.raises(InstantiationException, match="classical_start needs a classical method"):
+        instantiate(cfg, **opts)
 
 
 @pytest.mark.parametrize("data", ["synthetic", "brain"])
@@ -281,25 +299,3 @@ def test_classical_start_needs_a_classical_method_and_a_net_that_takes_a_start()
 
     with pytest.raises(ValueError, match="NoStart cannot start from a given k-space"):
         VolumeZeroShot(NoStart(), classical=CGSense(), classical_start=True)
-
-
-def test_the_configured_method_starts_from_cg_sense_only_when_asked():
-    """``method.classical_start=true`` with ``method.classical`` set to cg_sense.yaml (the
-    options conf/method/zeroshot.yaml documents): every denoiser starts as the identity."""
-    from hydra.utils import instantiate
-    from omegaconf import OmegaConf
-
-    from unrolled.cli.common import CONFIG_DIR
-    from unrolled.cli.compose import compose_option
-
-    cfg = compose_option("method", "zeroshot")
-    assert cfg.classical_start is False
-    x = torch.randn(1, 16, 16, dtype=torch.complex64)
-    default = instantiate(cfg)
-    assert not torch.equal(default.net.denoisers[0](x), x)
-    cfg.classical = OmegaConf.load(f"{CONFIG_DIR}/method/cg_sense.yaml")
-    cfg.classical_start = True
-    method = instantiate(cfg)
-    assert method.classical_start and isinstance(method.classical, CGSense)
-    for den in method.net.denoisers:
-        torch.testing.assert_close(den(x), x, rtol=0, atol=0)

@@ -110,7 +110,10 @@ class VolumeZeroShot(ZeroShot):
     ) -> None:
         if classical_start:  # configuration errors before any weight is loaded
             if classical is None:
-                raise ValueError("classical_start needs a classical method (`classical`)")
+                raise ValueError(
+                    "classical_start needs a classical method (`classical`); "
+                    "classical_start=false starts from the zero-filled k-space"
+                )
             if "initial_kspace" not in inspect.signature(net.forward).parameters:
                 raise ValueError(
                     f"classical_start: {type(net).__name__} cannot start from a given "
