@@ -103,18 +103,11 @@ def main(argv: list[str] | None = None) -> dict:
         if f"{scan}/{acc}x" not in args.cases:
             continue
         for arm in args.arms:
-            try:
-                start_ = None if arm == "zero_filled" else arm
-                row = zrs.run_scan(
-                    scan, data[scan], acc, with_classical=False, start=start_, **overrides
-                )
-            except Exception as exc:  # noqa: BLE001 - recorded, the next fit goes on
-                row = {"error": f"{type(exc).__name__}: {str(exc)[:500]}"}
-                print(f"{arm} {scan} {acc}x failed: {row['error']}", flush=True)
-            result["fits"][f"{arm}{suffix}/{scan}/{acc}x"] = row
-            result["total_s"] = round(time.perf_counter() - start, 1)
-            args.json.parent.mkdir(parents=True, exist_ok=True)
-            args.json.write_text(json.dumps(result, indent=1) + "\n")
+            zrs.record_fit(
+                result, f"{arm}{suffix}/{scan}/{acc}x", args.json, start, name=scan,
+                coils=data[scan], acceleration=acc, with_classical=False,
+                start=None if arm == "zero_filled" else arm, **overrides,
+            )  # fmt: skip
     return result
 
 

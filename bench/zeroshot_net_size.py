@@ -105,18 +105,11 @@ def main(argv: list[str] | None = None) -> dict:
                 print(f"budget spent after {elapsed:.0f} s: {arm} {scan} {acc}x not run",
                       flush=True)  # fmt: skip
                 continue
-            try:
-                row = zrs.run_scan(
-                    scan, data[scan], acc, device=args.device, with_classical=False,
-                    net_overrides=ARMS[arm], **overrides,
-                )  # fmt: skip
-            except Exception as exc:  # noqa: BLE001 - recorded, the next fit goes on
-                row = {"error": f"{type(exc).__name__}: {str(exc)[:500]}"}
-                print(f"{arm} {scan} {acc}x failed: {row['error']}", flush=True)
-            result["fits"][f"{arm}/{scan}/{acc}x"] = row
-            result["total_s"] = round(time.perf_counter() - start, 1)
-            args.json.parent.mkdir(parents=True, exist_ok=True)
-            args.json.write_text(json.dumps(result, indent=1) + "\n")
+            zrs.record_fit(
+                result, f"{arm}/{scan}/{acc}x", args.json, start, name=scan, coils=data[scan],
+                acceleration=acc, device=args.device, with_classical=False,
+                net_overrides=ARMS[arm], **overrides,
+            )  # fmt: skip
     return result
 
 

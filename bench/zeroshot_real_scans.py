@@ -211,6 +211,22 @@ def run_scan(
     return out
 
 
+def record_fit(result: dict, key: str, path: Path, t0: float, **run_scan_args) -> dict:
+    """``run_scan(**run_scan_args)`` as ``result["fits"][key]`` (or the error it raised, so that
+    the next fit goes on), then ``result`` (``total_s``: seconds since ``t0``) written to
+    ``path``: a cut-short sweep keeps its fits."""
+    try:
+        row = run_scan(**run_scan_args)
+    except Exception as exc:  # noqa: BLE001 - recorded, the next fit goes on
+        row = {"error": f"{type(exc).__name__}: {str(exc)[:500]}"}
+        print(f"{key} failed: {row['error']}", flush=True)
+    result["fits"][key] = row
+    result["total_s"] = round(time.perf_counter() - t0, 1)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=1) + "\n")
+    return row
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--scans", nargs="+", default=["brain", "brain_folded75", "twix_phantom"])
