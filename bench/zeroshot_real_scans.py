@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import subprocess
 import sys
@@ -205,6 +206,11 @@ def run_scan(
         "best_in_hindsight": {"step": best[0], "psnr": best[1], "ssim": best[2]},
         "psnr_at": {s: kept[s][0] for s in (0, 50, 100, 200, 300, 400) if s in kept},
     }
+    # every validation: step, held-out loss (what the stopping rule sees), PSNR, SSIM (what
+    # it cannot see), for judging other stopping rules offline (bench/zeroshot_stopping.py)
+    held_out = {0: hist.initial_val_loss}
+    held_out.update({r.step: r.val_loss for r in hist.records if not math.isnan(r.val_loss)})
+    out["curve"] = [[s, held_out.get(s), p, q] for s, p, q in curve]
     out["load_average_before_after"] = [load, [round(x, 2) for x in os.getloadavg()]]
     out["wall_seconds_with_monitor"] = round(time.perf_counter() - t0, 1)
     print(name, json.dumps({k: v for k, v in out.items() if k != "stopping"}), flush=True)
