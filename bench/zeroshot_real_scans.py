@@ -85,6 +85,14 @@ def scores(reference, image) -> dict[str, float]:
     }
 
 
+def fixed_weight(method: str):
+    """``conf/method/METHOD.yaml`` with its fixed weight (``weight_selection=null``)."""
+    cfg = OmegaConf.load(CONF / f"{method}.yaml")
+    if "weight_selection" in cfg:
+        cfg.weight_selection = None
+    return cfg
+
+
 def classical(kspace, mask, nlf, reference, key) -> dict[str, dict]:
     """Zero-filled and the classical methods with their fixed default weights (``conf/method``).
 
@@ -93,10 +101,7 @@ def classical(kspace, mask, nlf, reference, key) -> dict[str, dict]:
     """
     out = {}
     for method in ("zero_filled", "cg_sense", "cs_wavelet", "cs_tv"):
-        cfg = OmegaConf.load(CONF / f"{method}.yaml")
-        if "weight_selection" in cfg:
-            cfg.weight_selection = None
-        m = instantiate(cfg)
+        m = instantiate(fixed_weight(method))
         t0 = time.perf_counter()
         with torch.no_grad():
             image = m(kspace, mask, nlf, keys=[key]).image[0]
@@ -151,10 +156,7 @@ def run_scan(
         "classical_start": False,
     }
     if start is not None:
-        method = OmegaConf.load(CONF / f"{start}.yaml")
-        if "weight_selection" in method:
-            method.weight_selection = None
-        candidate = {"classical": method, "classical_start": True}
+        candidate = {"classical": fixed_weight(start), "classical_start": True}
     cfg = compose_option("method", "zeroshot")
     if maps > 1:  # soft-SENSE: M sets of ESPIRiT maps, 2M real channels at the CNN
         cfg.net.sens.num_maps = maps

@@ -217,6 +217,13 @@ class ZeroShot(nn.Module):
         """
         return None
 
+    def reconstruct(
+        self, net: nn.Module, kspace, mask, nlf, key: tuple, return_cascades: bool = False
+    ) -> Reconstruction:
+        """A fitted ``net``'s output from ``kspace``, from its start (:meth:`start_kspace`)."""
+        start = self.start_kspace(net, kspace, mask, nlf, key)
+        return run_net(net, kspace, mask, nlf, [key], start, return_cascades)
+
     def lr_factor(self, step: int, elapsed: float = 0.0) -> float:
         """Learning rate of 0-based ``step``, relative to ``lr``.
 
@@ -365,8 +372,7 @@ class ZeroShot(nn.Module):
             k, m, n = kspace[i : i + 1], mask[i : i + 1], num_low_frequencies[i : i + 1]
             net, hist = self.fit_scan(k, m, n, key)
             with torch.no_grad():
-                start_k = self.start_kspace(net, k, m, n, key)
-                outs.append(run_net(net, k, m, n, [key], start_k, return_cascades))
+                outs.append(self.reconstruct(net, k, m, n, key, return_cascades))
             hist.seconds = time.perf_counter() - start
             self.histories.append(hist)
             log.info(

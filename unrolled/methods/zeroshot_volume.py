@@ -53,7 +53,7 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
-from unrolled.methods.zeroshot import Monitor, ZeroShot, log, run_net
+from unrolled.methods.zeroshot import Monitor, ZeroShot, log
 from unrolled.methods.zeroshot_history import ScanHistory
 from unrolled.models.denoisers import ComplexDenoiser
 from unrolled.models.reconstructor import Reconstruction
@@ -250,8 +250,7 @@ class VolumeZeroShot(ZeroShot):
             out = self.classical_output(net, kspace, mask, nlf, key)
         else:
             with torch.no_grad():
-                start = self.start_kspace(net, kspace, mask, nlf, key)
-                out = run_net(net, kspace, mask, nlf, [key], start, return_cascades=True)
+                out = self.reconstruct(net, kspace, mask, nlf, key, return_cascades=True)
         return out, hist
 
     def forward(
