@@ -1,6 +1,7 @@
 """VolumeZeroShot: warm start along a volume, and never below its classical candidate."""
 
 import copy
+import logging
 import math
 
 import pytest
@@ -8,7 +9,7 @@ import torch
 
 from unrolled.losses import KSpaceL1L2Loss
 from unrolled.methods.classical import CGSense
-from unrolled.methods.zeroshot import ZeroShot
+from unrolled.methods.zeroshot import ZeroShot, log
 from unrolled.methods.zeroshot_volume import VolumeZeroShot
 from unrolled.models.dc import HardDC
 from unrolled.models.denoisers import ComplexDenoiser, ResNet
@@ -205,11 +206,14 @@ def test_an_oversampled_readout_is_fitted_on_half_the_rows_and_padded_back():
     assert off.histories[0].readout_rows is None
 
 
-def test_the_configured_method_starts_from_cg_sense_or_weighs_it_as_a_candidate_when_asked():
+def test_the_configured_method_starts_from_cg_sense_or_weighs_it_as_a_candidate_when_asked(
+    caplog,
+):
     """``method=zeroshot`` as configured starts every fit from conf/method/cg_sense.yaml's
     reconstruction (the held-out loss before the first step is CG-SENSE's); with
     ``method.classical_start=false`` CG-SENSE is instead weighed as a candidate on the held-out
-    samples; with ``method.classical=null`` as well, neither (the zero-filled start)."""
+    samples; with ``method.classical=null`` as well, neither (the zero-filled start). The log
+    line of each slice says which."""
     from hydra.errors import InstantiationException
     from hydra.utils import instantiate
 
@@ -226,18 +230,24 @@ def test_the_configured_method_starts_from_cg_sense_or_weighs_it_as_a_candidate_
                                 mask=mask, nlf=nlf)  # fmt: skip
     started = instantiate(cfg, **opts)
     assert isinstance(started.classical, CGSense)
-    with torch.no_grad():
+    with torch.no_grad(), caplog.at_level(logging.INFO, logger=log.name):
         started(kspace, mask, nlf, keys=keys)
     (hist,) = started.histories
     assert hist.initial_val_loss == pytest.approx(classical[0], rel=1e-4)
     assert hist.chosen == "network" and math.isnan(hist.classical_val_loss)
+    (line,) = [r.getMessage() for r in caplog.records if "stopped at step" in r.getMessage()]
+    assert "started from CGSense" in line and "chose network" in line
+    assert "nan" not in line
 
     cfg.classical_start = False
     candidate = instantiate(cfg, **opts)
-    with torch.no_grad():
+    caplog.clear()
+    with torch.no_grad(), caplog.at_level(logging.INFO, logger=log.name):
         candidate(kspace, mask, nlf, keys=keys)
     (hist,) = candidate.histories
     assert hist.classical_val_loss == pytest.approx(classical[0], rel=1e-4)
+    (line,) = [r.getMessage() for r in caplog.records if "stopped at step" in r.getMessage()]
+    assert "zero-filled input" in line and f"CGSense {hist.classical_val_loss:.4f}" in line
     assert hist.chosen == ("network" if hist.best_val_loss < classical[0] else "classical")
     assert hist.initial_val_loss != pytest.approx(classical[0], rel=1e-2)  # zero-filled start
 

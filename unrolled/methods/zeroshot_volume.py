@@ -253,6 +253,21 @@ class VolumeZeroShot(ZeroShot):
                 out = self.reconstruct(net, kspace, mask, nlf, key, return_cascades=True)
         return out, hist
 
+    def describe(self, hist: ScanHistory) -> str:
+        """One line on a slice's fit: where it started, when it stopped, what was kept."""
+        weights = f"weights of slice {hist.start}" if hist.start else "initial weights"
+        start = "zero-filled input"
+        if self.classical_start:
+            start = f"started from {type(self.classical).__name__}"
+        held_out = f"held-out {hist.best_val_loss:.4f}"
+        if not math.isnan(hist.classical_val_loss):
+            held_out += f", {type(self.classical).__name__} {hist.classical_val_loss:.4f}"
+        return (
+            f"{weights}, {start}; stopped at step {hist.last_step} ({hist.stop_reason}), "
+            f"kept step {hist.best_step} ({held_out}), chose {hist.chosen}, "
+            f"{hist.seconds:.1f} s"
+        )
+
     def forward(
         self,
         kspace: torch.Tensor,
@@ -275,13 +290,7 @@ class VolumeZeroShot(ZeroShot):
             out, hist = self.fit_slice(k, m, n, key)
             self.histories.append(hist)
             outs.append(out)
-            log.info(
-                "zero-shot %s: %s, stopped at step %d (%s), kept step %d (held-out %.4f, "
-                "classical %.4f), chose %s, %.1f s",
-                key, f"from {hist.start}" if hist.start else "from scratch", hist.last_step,
-                hist.stop_reason, hist.best_step, hist.best_val_loss, hist.classical_val_loss,
-                hist.chosen, hist.seconds,
-            )  # fmt: skip
+            log.info("zero-shot %s: %s", key, self.describe(hist))
         cascades = []
         if return_cascades:
             n = max(len(o.cascades) for o in outs) or getattr(self.net, "num_cascades", 1)
