@@ -14,7 +14,10 @@ default zero-shot (zero-filled start) are the rows of
 Arms: the classical method the fit starts from (``cg_sense``, ``cs_wavelet``, ``cs_tv``), or
 ``zero_filled`` (``classical_start=false``, no candidate: the start before session 7, to
 repeat the default rows with other seeds); ``--lr`` sets the peak learning rate and ``--seed``
-the seed of the splits and initial weights (results keyed ``<arm>@lr<lr>``, ``<arm>@seed<n>``).
+the seed of the splits and initial weights (results keyed ``<arm>@lr<lr>``, ``<arm>@seed<n>``);
+``--checkpoint`` starts the weights from a network trained by ``unrolled-train`` on synthetic
+data (its cascades and denoiser; keyed ``<arm>@pretrained``): scan-specific fine-tuning of a
+pre-trained network, as in ZS-SSL's transfer-learning arm (Yaman et al., ICLR 2022).
 
     # here (CPU, ~3-10 min a fit), needs ../shared/data; two processes, then combine:
     OMP_NUM_THREADS=1 .venv/bin/python bench/zeroshot_classical_start.py --arms cg_sense \\
@@ -41,6 +44,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import zeroshot_real_scans as zrs  # noqa: E402
 
+from unrolled.inference.checkpoint import load_network  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
 ARMS = ["cg_sense", "cs_wavelet", "cs_tv", "zero_filled"]
 # where the default missed the 1 dB margin first, then the rest
@@ -66,6 +71,14 @@ def combine(paths: list[Path], target: Path) -> dict:
     return result
 
 
+def pretrained_net(checkpoint: Path) -> dict:
+    """The cascades and denoiser of a checkpoint's network, to merge into the method's ``net``
+    (its sensitivity model is not taken: zero-shot uses ESPIRiT maps)."""
+    _, config = load_network(checkpoint)
+    model = config["model"]
+    return {"num_cascades": model["num_cascades"], "denoiser": model["denoiser"]}
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON)
@@ -75,6 +88,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--lr", type=float, default=None, help="peak lr (default: the YAML's)")
     parser.add_argument("--seed", type=int, default=None, help="seed (default: the YAML's)")
     parser.add_argument("--combine", nargs="+", type=Path, help="merge these files into --json")
+    parser.add_argument(
+        "--checkpoint", type=Path, default=None,
+        help="start the weights from this unrolled-train checkpoint (its cascades and denoiser; "
+        "results keyed <arm>@pretrained)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     if args.combine:
         return combine(args.combine, args.json)
@@ -91,6 +109,11 @@ def main(argv: list[str] | None = None) -> dict:
     if args.seed is not None:
         overrides["seed"] = args.seed
         suffix += f"@seed{args.seed}"
+    net_overrides = None
+    if args.checkpoint is not None:
+        net_overrides = pretrained_net(args.checkpoint)
+        overrides["checkpoint"] = str(args.checkpoint)
+        suffix += "@pretrained"
     result = {
         "machine": f"{os.cpu_count()}-core CPU, one torch thread",
         "torch": torch.__version__,
@@ -106,7 +129,8 @@ def main(argv: list[str] | None = None) -> dict:
             zrs.record_fit(
                 result, f"{arm}{suffix}/{scan}/{acc}x", args.json, start, name=scan,
                 coils=data[scan], acceleration=acc, with_classical=False,
-                start=None if arm == "zero_filled" else arm, **overrides,
+                start=None if arm == "zero_filled" else arm, net_overrides=net_overrides,
+                **overrides,
             )  # fmt: skip
     return result
 
