@@ -33,8 +33,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from real_brain_figure import BRAIN, build  # noqa: E402
 
-from unrolled.cli.common import load_checkpoint_network  # noqa: E402
 from unrolled.data.sample import Sample  # noqa: E402
+from unrolled.inference.checkpoint import load_checkpoint_network  # noqa: E402
 from unrolled.metrics import volume_metrics  # noqa: E402
 from unrolled.models.sensitivity import EspiritSensitivity  # noqa: E402
 from unrolled.physics.coils import rss  # noqa: E402
@@ -107,6 +107,23 @@ def run(networks: dict[str, str]) -> dict:
     return results
 
 
+def merge(old: dict, new: dict) -> dict:
+    """``new`` with the networks of ``old`` that it does not re-run (rows and provenance),
+    and both runs' machine, date and load average under ``runs``."""
+    kept = [n for n in old.get("networks", {}) if n not in new["networks"]]
+    run_keys = ("machine", "date", "load_average_start", "load_average_end", "networks")
+    runs = old.get("runs") or [{k: old.get(k) for k in run_keys}]
+    merged = {**new, "runs": [*runs, {k: new.get(k) for k in run_keys}]}
+    merged["networks"] = {**{n: old["networks"][n] for n in kept}, **new["networks"]}
+    for key, setting in merged["settings"].items():
+        old_rows = old.get("settings", {}).get(key, {}).get("methods", {})
+        setting["methods"] = {**setting["methods"], **{n: old_rows[n] for n in kept}}
+    for extra in ("network_runs",):
+        if extra in old:
+            merged[extra] = old[extra]
+    return merged
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--network", action="append", default=[], metavar="NAME=CKPT")
@@ -114,6 +131,11 @@ def main(argv: list[str] | None = None) -> dict:
         "--out", default=str(REPO / "bench" / "results" / "synthetic_net_real_brain.json")
     )
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--merge", action="store_true",
+        help="keep the networks already in --out that are not re-run (their provenance and "
+        "rows stay; the classical rows are re-measured)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     networks = {}
@@ -125,6 +147,8 @@ def main(argv: list[str] | None = None) -> dict:
     if not BRAIN.is_file():
         parser.error(f"{BRAIN}: the shared real brain is absent (see ../shared/data/README.md)")
     results = run(networks)
+    if args.merge and Path(args.out).is_file():
+        results = merge(json.loads(Path(args.out).read_text()), results)
     Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
     print(f"wrote {args.out}")
     return results

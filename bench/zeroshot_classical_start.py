@@ -16,8 +16,9 @@ Arms: the classical method the fit starts from (``cg_sense``, ``cs_wavelet``, ``
 repeat the default rows with other seeds); ``--lr`` sets the peak learning rate and ``--seed``
 the seed of the splits and initial weights (results keyed ``<arm>@lr<lr>``, ``<arm>@seed<n>``);
 ``--checkpoint`` starts the weights from a network trained by ``unrolled-train`` on synthetic
-data (its cascades and denoiser; keyed ``<arm>@pretrained``): scan-specific fine-tuning of a
-pre-trained network, as in ZS-SSL's transfer-learning arm (Yaman et al., ICLR 2022).
+data (its cascades, denoiser and sensitivity model; keyed ``<arm>@pretrained``):
+scan-specific fine-tuning of a pre-trained network, as in ZS-SSL's transfer-learning arm
+(Yaman et al., ICLR 2022).
 
     # here (CPU, ~3-10 min a fit), needs ../shared/data; two processes, then combine:
     OMP_NUM_THREADS=1 .venv/bin/python bench/zeroshot_classical_start.py --arms cg_sense \\
@@ -72,11 +73,13 @@ def combine(paths: list[Path], target: Path) -> dict:
 
 
 def pretrained_net(checkpoint: Path) -> dict:
-    """The cascades and denoiser of a checkpoint's network, to merge into the method's ``net``
-    (its sensitivity model is not taken: zero-shot uses ESPIRiT maps)."""
+    """The cascades, denoiser and sensitivity model of a checkpoint's network, to replace the
+    method's ``net``: its denoisers learnt the coil combination of its own sensitivity model
+    (with ESPIRiT maps instead, the ``make train`` network scores 23.7 dB on the real brain at
+    4x against 28.8 dB with its own)."""
     _, config = load_network(checkpoint)
     model = config["model"]
-    return {"num_cascades": model["num_cascades"], "denoiser": model["denoiser"]}
+    return {k: model[k] for k in ("num_cascades", "denoiser", "sens")}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -90,7 +93,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--combine", nargs="+", type=Path, help="merge these files into --json")
     parser.add_argument(
         "--checkpoint", type=Path, default=None,
-        help="start the weights from this unrolled-train checkpoint (its cascades and denoiser; "
+        help="start the weights from this unrolled-train checkpoint (its whole network; "
         "results keyed <arm>@pretrained)",
     )  # fmt: skip
     args = parser.parse_args(argv)

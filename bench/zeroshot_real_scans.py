@@ -162,6 +162,9 @@ def run_scan(
         cfg.net.sens.num_maps = maps
         cfg.net.denoiser.cnn.in_channels = cfg.net.denoiser.cnn.out_channels = 2 * maps
     if net_overrides:
+        net_overrides = dict(net_overrides)
+        if "sens" in net_overrides:  # another sensitivity model replaces ESPIRiT, not merged
+            cfg.net.sens = net_overrides.pop("sens")
         cfg.net = OmegaConf.merge(cfg.net, net_overrides)
     zs = instantiate(cfg, **candidate, **overrides).to(device)
     curve = []
