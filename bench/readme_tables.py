@@ -170,7 +170,15 @@ def real_brain() -> str:
             cells.append(f"{psnr} / {ssim}")
         label = NETWORKS.get(name, LABELS.get(name, name))
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    return "\n".join([caption(path, data), "", *lines])
+    head = caption(path, data)
+    if len(data.get("runs", [])) > 1:  # merged runs (--merge): when each network was measured
+        runs = "; ".join(
+            f"{', '.join(f'`{n}`' for n in run['networks'])} on {run['date']} (load average "
+            f"{run['load_average_start'][0]:.1f} -> {run['load_average_end'][0]:.1f})"
+            for run in data["runs"]
+        )
+        head = f"{head[:-2]}; networks measured in {len(data['runs'])} runs: {runs}._"
+    return "\n".join([head, "", *lines])
 
 
 SCANS = {
@@ -313,6 +321,8 @@ NETWORKS = {
     "make_train": "unrolled, `make train` (synthetic only)",
     "embedded_30min": "unrolled, embedded set, 30-minute limit (control)",
     "wide_30min": "unrolled, wider synthetic set, 30-minute limit (`bench/wide_synthetic_set.py`)",
+    "embedded_4x_12ep": "unrolled, embedded set, 4x masks, 12 epochs (quiet machine)",
+    "embedded_4x8x_12ep": "unrolled, embedded set, 4x and 8x masks, 12 epochs (quiet machine)",
 }
 
 TABLES = {

@@ -117,7 +117,12 @@ def merge(old: dict, new: dict) -> dict:
     merged["networks"] = {**{n: old["networks"][n] for n in kept}, **new["networks"]}
     for key, setting in merged["settings"].items():
         old_rows = old.get("settings", {}).get(key, {}).get("methods", {})
-        setting["methods"] = {**setting["methods"], **{n: old_rows[n] for n in kept}}
+        rows = setting["methods"]  # classical rows, then the old networks, then the new ones
+        setting["methods"] = {
+            **{n: rows[n] for n in CLASSICAL},
+            **{n: old_rows[n] for n in kept},
+            **{n: rows[n] for n in new["networks"]},
+        }
     for extra in ("network_runs",):
         if extra in old:
             merged[extra] = old[extra]
