@@ -117,15 +117,23 @@ def build(name: str, **overrides):
     return instantiate(compose_option("method", name), **overrides)
 
 
-def fit(method: ZeroShot, kspace, mask, nlf, key, reference):
-    """The method's fit and final image, scoring the net at every validation (off the clock)."""
-    images: dict[int, np.ndarray] = {}
-    first: list = []  # the start's k-space from all samples (classical_start), once
+def network_imager(method: ZeroShot, kspace, mask, nlf, key):
+    """``net -> (H, W)`` image of the network from all samples, for a monitor: the method's
+    start (``classical_start``: its classical k-space; else zero-filled) computed once."""
+    first: list = []
 
     def network_image(net) -> torch.Tensor:
         if not first:
             first.append(method.start_kspace(net, kspace, mask, nlf, key))
         return run_net(net, kspace, mask, nlf, [key], first[0]).image[0]
+
+    return network_image
+
+
+def fit(method: ZeroShot, kspace, mask, nlf, key, reference):
+    """The method's fit and final image, scoring the net at every validation (off the clock)."""
+    images: dict[int, np.ndarray] = {}
+    network_image = network_imager(method, kspace, mask, nlf, key)
 
     def monitor(step: int, net) -> dict[str, float]:
         image = network_image(net)

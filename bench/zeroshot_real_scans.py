@@ -48,9 +48,9 @@ import scipy.io
 import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
+from zeroshot_real_brain import network_imager  # bench/: the script's own folder
 
 from unrolled.cli.compose import compose_option
-from unrolled.methods.zeroshot import run_net
 from unrolled.metrics import psnr, ssim
 from unrolled.physics.coils import rss
 from unrolled.physics.fft import fft2c, ifft2c
@@ -168,12 +168,7 @@ def run_scan(
         cfg.net = OmegaConf.merge(cfg.net, net_overrides)
     zs = instantiate(cfg, **candidate, **overrides).to(device)
     curve = []
-    first: list = []  # the start's k-space from all samples, once (None: zero-filled)
-
-    def network_image(net):
-        if not first:
-            first.append(zs.start_kspace(net, kspace, mask, nlf, key))
-        return run_net(net, kspace, mask, nlf, [key], first[0]).image[0]
+    network_image = network_imager(zs, kspace, mask, nlf, key)
 
     def monitor(step, net):
         curve.append((step, *scores(reference, network_image(net)).values()))
