@@ -66,7 +66,8 @@ def combine(paths: list[Path], target: Path) -> dict:
     """Merge the ``fits`` of several result files (one per process) into ``target``."""
     parts = [json.loads(p.read_text()) for p in paths]
     result = {k: v for k, v in parts[0].items() if k != "fits"}
-    result["runs"] = [{k: p.get(k) for k in ("date", "machine", "arms", "total_s")} for p in parts]
+    keys = ("date", "machine", "arms", "overrides", "total_s")
+    result["runs"] = [r for p in parts for r in p.get("runs") or [{k: p.get(k) for k in keys}]]
     result["fits"] = {k: v for p in parts for k, v in p["fits"].items()}
     target.write_text(json.dumps(result, indent=1) + "\n")
     return result
