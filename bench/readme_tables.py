@@ -237,6 +237,11 @@ def real_scans_zeroshot() -> str:
     return "\n".join([caption_, "", *lines])
 
 
+VARIANTS = {  # how a variant key of bench/zeroshot_classical_start.py reads in the README
+    "pretrained": "weights pre-trained on the synthetic set (`--checkpoint`, 12 epochs)",
+}
+
+
 def zeroshot_classical_start() -> str:
     """Zero-shot started from a classical image (``bench/zeroshot_classical_start.py``)
     against the default zero-filled start and the best fixed-weight classical method (both
@@ -295,9 +300,10 @@ def zeroshot_classical_start() -> str:
             loads += [pair[0] for pair in fit["load_average_before_after"]]
             b = fit["zeroshot_before"]
             name = arm.split("@")[0].replace("zero_filled", "zero-filled start")
+            how = [VARIANTS.get(v, v) for v in arm.split("@")[1:]]
             variants.append(
                 f"{SCANS[scan]} {acc}, {LABELS.get(name, name)} "
-                f"{', '.join(arm.split('@')[1:])}: {b['psnr']:.2f} / {b['ssim']:.3f}"
+                f"{', '.join(how)}: {b['psnr']:.2f} / {b['ssim']:.3f}, {b['seconds']:.0f} s"
             )
     if variants:
         lines += ["", "Other runs of the same protocol: " + "; ".join(variants) + "."]
