@@ -309,3 +309,18 @@ def test_classical_start_needs_a_classical_method_and_a_net_that_takes_a_start()
 
     with pytest.raises(ValueError, match="NoStart cannot start from a given k-space"):
         VolumeZeroShot(NoStart(), classical=CGSense(), classical_start=True)
+
+
+def test_the_log_line_names_the_weights_each_slice_starts_from(tmp_path, caplog):
+    """A checkpoint's file for the first slice of a volume, the previous slice after it."""
+    path = tmp_path / "pretrained.pt"
+    torch.save(tiny_net().state_dict(), path)
+    kspace, mask, nlf = sense_scan(batch=2)
+    method = VolumeZeroShot(tiny_net(), checkpoint=path, readout_oversampling=1, **OPTS)
+    keys = [("a.h5", 0), ("a.h5", 1)]
+    with torch.no_grad(), caplog.at_level(logging.INFO, logger=log.name):
+        method(kspace, mask, nlf, keys=keys)
+    lines = [r.getMessage() for r in caplog.records if "stopped at step" in r.getMessage()]
+    assert len(lines) == 2
+    assert lines[0].startswith("zero-shot ('a.h5', 0): weights of pretrained.pt, zero-filled input")
+    assert lines[1].startswith("zero-shot ('a.h5', 1): weights of slice ('a.h5', 0), zero-filled")

@@ -49,6 +49,7 @@ import inspect
 import math
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -255,7 +256,11 @@ class VolumeZeroShot(ZeroShot):
 
     def describe(self, hist: ScanHistory) -> str:
         """One line on a slice's fit: where it started, when it stopped, what was kept."""
-        weights = f"weights of slice {hist.start}" if hist.start else "initial weights"
+        weights = "initial weights"
+        if hist.start:
+            weights = f"weights of slice {hist.start}"
+        elif self.checkpoint is not None:
+            weights = f"weights of {Path(self.checkpoint).name}"
         start = "zero-filled input"
         if self.classical_start:
             start = f"started from {type(self.classical).__name__}"
