@@ -67,8 +67,8 @@ def _committed(path: Path) -> str | None:
     return out.stdout.strip() or None
 
 
-def caption(path: Path, data: dict) -> str:
-    """Where the numbers come from: file, machine, load, date."""
+def caption(path: Path, data: dict, more: str = "") -> str:
+    """Where the numbers come from: file, machine, load, date (and ``more``, if given)."""
     machine = data.get("machine") or "machine not recorded"
     loads = [data.get("load_average_start"), data.get("load_average_end")]
     load = " -> ".join(f"{v[0]:.1f}" for v in loads if v) or "not recorded"
@@ -77,7 +77,7 @@ def caption(path: Path, data: dict) -> str:
         committed = _committed(path)
         date = f"not recorded (file committed {committed})" if committed else "not recorded"
     rel = path.relative_to(REPO).as_posix()
-    return f"_From `{rel}`: {machine}; load average {load}; measured {date}._"
+    return f"_From `{rel}`: {machine}; load average {load}; measured {date}{more}._"
 
 
 def embedded_methods() -> str:
@@ -170,15 +170,15 @@ def real_brain() -> str:
             cells.append(f"{psnr} / {ssim}")
         label = NETWORKS.get(name, LABELS.get(name, name))
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    head = caption(path, data)
+    more = ""
     if len(data.get("runs", [])) > 1:  # merged runs (--merge): when each network was measured
         runs = "; ".join(
             f"{', '.join(f'`{n}`' for n in run['networks'])} on {run['date']} (load average "
             f"{run['load_average_start'][0]:.1f} -> {run['load_average_end'][0]:.1f})"
             for run in data["runs"]
         )
-        head = f"{head[:-2]}; networks measured in {len(data['runs'])} runs: {runs}._"
-    return "\n".join([head, "", *lines])
+        more = f"; networks measured in {len(data['runs'])} runs: {runs}"
+    return "\n".join([caption(path, data, more), "", *lines])
 
 
 SCANS = {

@@ -123,9 +123,8 @@ def merge(old: dict, new: dict) -> dict:
             **{n: old_rows[n] for n in kept},
             **{n: rows[n] for n in new["networks"]},
         }
-    for extra in ("network_runs",):
-        if extra in old:
-            merged[extra] = old[extra]
+    if "network_runs" in old:
+        merged["network_runs"] = old["network_runs"]
     return merged
 
 

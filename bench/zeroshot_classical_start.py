@@ -48,7 +48,7 @@ import zeroshot_real_scans as zrs  # noqa: E402
 from unrolled.inference.checkpoint import load_network  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-ARMS = ["cg_sense", "cs_wavelet", "cs_tv", "zero_filled"]
+ARMS = list(zrs.STARTS)
 # where the default missed the 1 dB margin first, then the rest
 CASES = [
     ("brain_folded75", 4),
@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> dict:
             zrs.record_fit(
                 result, f"{arm}{suffix}/{scan}/{acc}x", args.json, start, name=scan,
                 coils=data[scan], acceleration=acc, with_classical=False,
-                start=None if arm == "zero_filled" else arm, net_overrides=net_overrides,
+                start=arm, net_overrides=net_overrides,
                 **overrides,
             )  # fmt: skip
     return result

@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--max-steps", type=int, default=None, help="override (smoke runs)")
     parser.add_argument("--merge", action="store_true", help="add the fits to an existing JSON")
     parser.add_argument(
-        "--start", default="cg_sense", choices=["cg_sense", "cs_wavelet", "cs_tv", "zero_filled"],
+        "--start", default="cg_sense", choices=zrs.STARTS,
         help="what each fit starts from (the method's default: cg_sense; the committed "
         "session-6 results used zero_filled with the CG-SENSE candidate)",
     )  # fmt: skip
@@ -116,8 +116,7 @@ def main(argv: list[str] | None = None) -> dict:
             zrs.record_fit(
                 result, f"{arm}/{scan}/{acc}x", args.json, start, name=scan, coils=data[scan],
                 acceleration=acc, device=args.device, with_classical=False,
-                net_overrides=ARMS[arm], start=None if args.start == "zero_filled" else args.start,
-                **overrides,
+                net_overrides=ARMS[arm], start=args.start, **overrides,
             )  # fmt: skip
     return result
 

@@ -85,6 +85,11 @@ def scores(reference, image) -> dict[str, float]:
     }
 
 
+# what a zero-shot fit of run_scan can start from: a classical method's image (its fixed
+# weight), or the zero-filled k-space with CG-SENSE as a held-out candidate
+STARTS = ("cg_sense", "cs_wavelet", "cs_tv", "zero_filled")
+
+
 def fixed_weight(method: str):
     """``conf/method/METHOD.yaml`` with its fixed weight (``weight_selection=null``)."""
     cfg = OmegaConf.load(CONF / f"{method}.yaml")
@@ -124,7 +129,10 @@ def run_scan(
     """One scan at one acceleration: the classical rows (``with_classical``) and one
     zero-shot fit on ``device``; ``net_overrides`` merge into the config's ``net``.
     ``start``: a classical method of ``conf/method`` (fixed weight) the fit starts from
-    (``classical_start``) instead of weighing CG-SENSE as a candidate."""
+    (``classical_start``) instead of weighing CG-SENSE as a candidate (``None`` or
+    ``"zero_filled"``: the zero-filled start, CG-SENSE the candidate)."""
+    if start == "zero_filled":
+        start = None
     coils = coils.to(device)
     full = fft2c(coils)[None]  # (1, C, H, W)
     center = 0.08 if acceleration == 4 else 0.04
