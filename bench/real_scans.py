@@ -10,9 +10,18 @@ Scans (all fully sampled, undersampled retrospectively):
 * ``twix_gre``: the Siemens phantom ``tests/fixtures/siemens_twix/gre.dat`` converted by
   ``unrolled-convert`` (160 x 160, 2 coils); reference: the file's ``reconstruction_rss``.
 
+Each scan's coil images are normalised to a maximum magnitude of 1 (the folded scan after
+folding), as ``bench/zeroshot_real_scans.py`` does, so the two scripts' tables join.
+
 Masks: fastMRI's ``EquispacedMaskFractionFunc`` (4x: centre fraction 0.08, 8x: 0.04;
-seed 0). Scoring: :func:`unrolled.evaluation.scoring.score_volume` (fastMRI's
-``evaluate.py``: crop to the target's width, data range = max of the target).
+seed 0). Scoring: fastMRI's NMSE, PSNR and SSIM (data range = max of the target) over the
+whole image: none of these scans has an oversampled readout, so fastMRI's crop to the
+target's width would drop 64 rows of the folded brain's head (``score``).
+
+Sets of ESPIRiT maps (``--num-maps``): 1 (default; the table of the README), 2 (soft-SENSE,
+BART ``ecalib -m2``), or ``auto`` (the methods' own default, ``num_maps=None``: a second
+set per slice where its eigenvalue map exceeds the threshold). The image of ``M`` sets is
+the RSS of the coil images ``sum_m S_m x_m``, as the methods return it.
 
 Per scan and acceleration: zero-filled, then CG-SENSE, CS-wavelet and TV (their
 ``conf/method`` YAML) with (a) the YAML's fixed weight, (b) the weight chosen by
@@ -22,9 +31,11 @@ selection evaluated (each reconstructed from all samples). Times: ESPIRiT plus t
 solve (fixed), plus the selection (CV); one torch thread.
 
 Writes ``bench/results/real_scans.json``, ``bench/results/real_scans.md`` (the table)
-and ``docs/real_scans.png``.
+and ``docs/real_scans.png`` (``real_scans_2maps.*`` / ``real_scans_automaps.*`` for the
+other ``--num-maps``).
 
     .venv/bin/python bench/real_scans.py                       # ~15-25 min on 2 shared cores
+    .venv/bin/python bench/real_scans.py --num-maps 2
     .venv/bin/python bench/real_scans.py --scans brain --methods cg_sense --holdout points
 """
 
@@ -33,6 +44,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import subprocess
 import sys
 import tempfile
@@ -46,14 +58,14 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from unrolled.evaluation.scoring import score_volume
 from unrolled.methods.weight_selection import KSpaceCrossValidation
+from unrolled.metrics import nmse, psnr, ssim
 from unrolled.models.sensitivity import EspiritSensitivity
 from unrolled.physics.coils import rss
 from unrolled.physics.fft import fft2c, ifft2c
 from unrolled.physics.fov import fold_fov
 from unrolled.physics.masks import EquispacedMaskFractionFunc
-from unrolled.physics.operators import SenseOp
+from unrolled.physics.operators import SenseOp, coil_kspace
 
 REPO = Path(__file__).resolve().parents[1]
 BRAIN = REPO.parent / "shared" / "data" / "brain_t2_4coil" / "img_brain_4ch.mat"
@@ -99,6 +111,7 @@ def load_scans(names: list[str]) -> dict[str, tuple[torch.Tensor, torch.Tensor]]
             scans["brain"] = (fft2c(coils), rss(coils, dim=0)[None])
         if "brain_fold75" in names:
             folded = fold_fov(coils, 0.75)  # FOV centred
+            folded = folded / folded.abs().max()
             scans["brain_fold75"] = (fft2c(folded), rss(folded, dim=0)[None])
     if "twix_gre" in names:
         with tempfile.TemporaryDirectory() as tmp:
@@ -125,8 +138,25 @@ def undersample(full: torch.Tensor, acc: int, seed: int = 0):
 
 
 def image(maps: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """The methods' output convention: RSS of the coil images ``S x``, ``(1, H, W)``."""
-    return rss(ifft2c(fft2c(maps * x.unsqueeze(1))), dim=1)
+    """The methods' output convention: RSS of the coil images ``sum_m S_m x_m``, ``(1, H, W)``.
+
+    ``maps`` ``(1, C, H, W)`` with ``x`` ``(1, H, W)``, or ``(1, M, C, H, W)`` with
+    ``(1, M, H, W)``."""
+    return rss(ifft2c(coil_kspace(x, maps)), dim=1)
+
+
+def score(reference: torch.Tensor, pred: torch.Tensor) -> dict[str, float]:
+    """fastMRI's NMSE, PSNR, SSIM of ``(1, H, W)`` volumes over the whole image (no crop)."""
+    return {
+        "nmse": float(nmse(reference, pred)),
+        "psnr": float(psnr(reference, pred)),
+        "ssim": float(ssim(reference, pred)),
+    }
+
+
+def espirit(num_maps: str) -> EspiritSensitivity:
+    """ESPIRiT with ``num_maps`` ``"1"``, ``"2"`` ... or ``"auto"`` (``num_maps=None``)."""
+    return EspiritSensitivity(num_maps=None if num_maps == "auto" else int(num_maps))
 
 
 def solver(name: str, method):
@@ -134,17 +164,22 @@ def solver(name: str, method):
     return method.solve if name == "cg_sense" else method.solve_with_weight
 
 
-def run_case(full, reference, acc: int, methods, selector: KSpaceCrossValidation, pictures):
+def run_case(
+    full, reference, acc: int, methods, selector: KSpaceCrossValidation, pictures, num_maps="1"
+):
     kspace, mask, nlf = undersample(full, acc)
     out: dict = {"num_low_frequencies": int(nlf), "sampled_fraction": float(mask.mean())}
     t0 = time.perf_counter()
     zf = rss(ifft2c(kspace), dim=1)
-    out["zero_filled"] = {**score_volume(reference, zf), "seconds": time.perf_counter() - t0}
+    out["zero_filled"] = {**score(reference, zf), "seconds": time.perf_counter() - t0}
     pictures["zero_filled"] = zf[0]
     t0 = time.perf_counter()
-    maps = EspiritSensitivity()(kspace, mask, nlf)  # (1, C, H, W)
+    maps = espirit(num_maps)(kspace, mask, nlf)  # (1, C, H, W) or (1, M, C, H, W)
     t_maps = time.perf_counter() - t0
     out["espirit_seconds"] = t_maps
+    out["map_sets"] = 1 if maps.dim() == 4 else maps.shape[1]
+    auto = maps if num_maps == "auto" else espirit("auto")(kspace, mask, nlf)
+    out["auto_map_sets"] = 1 if auto.dim() == 4 else auto.shape[1]  # the methods' default
     op = SenseOp(maps, mask)
     for name in methods:
         method = instantiate(OmegaConf.load(CONF / f"{name}.yaml"))
@@ -152,12 +187,12 @@ def run_case(full, reference, acc: int, methods, selector: KSpaceCrossValidation
         fixed_weight = float(method.lam)
         t0 = time.perf_counter()
         img = image(maps, solve(fixed_weight, op, kspace))
-        fixed = {"weight": fixed_weight, **score_volume(reference, img)}
+        fixed = {"weight": fixed_weight, **score(reference, img)}
         fixed["seconds"] = t_maps + time.perf_counter() - t0
         t0 = time.perf_counter()
         sel = selector.select(solve, maps, kspace, mask, int(nlf))
         img_cv = image(maps, solve(sel.weight, op, kspace))
-        cv = {"weight": sel.weight, **score_volume(reference, img_cv)}
+        cv = {"weight": sel.weight, **score(reference, img_cv)}
         cv["seconds"] = t_maps + time.perf_counter() - t0
         cv.update(
             holdout=sel.holdout,
@@ -169,7 +204,7 @@ def run_case(full, reference, acc: int, methods, selector: KSpaceCrossValidation
         sweep = {}  # every weight the selection evaluated, reconstructed from all samples
         for w in sorted(sel.errors):
             rec = img_cv if w == sel.weight else image(maps, solve(w, op, kspace))
-            sweep[w] = {"cv_error": sel.errors[w], **score_volume(reference, rec)}
+            sweep[w] = {"cv_error": sel.errors[w], **score(reference, rec)}
         best = max(sweep, key=lambda w: sweep[w]["psnr"])
         oracle = {"weight": best, **{k: sweep[best][k] for k in ("psnr", "ssim", "nmse")}}
         out[name] = {"fixed": fixed, "cv": cv, "oracle": oracle, "sweep": sweep}
@@ -280,12 +315,18 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--folds", type=int, default=3)
     parser.add_argument("--refine", type=int, default=4)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--json", default=str(REPO / "bench" / "results" / "real_scans.json"))
-    parser.add_argument("--png", default=str(REPO / "docs" / "real_scans.png"))
+    parser.add_argument(
+        "--num-maps", default="1", choices=["1", "2", "auto"], help="sets of ESPIRiT maps"
+    )
+    parser.add_argument("--json", help="default bench/results/real_scans[_2maps|_automaps].json")
+    parser.add_argument("--png", help="default docs/real_scans[_2maps|_automaps].png")
     parser.add_argument(
         "--table-only", action="store_true", help="only rewrite the .md table from the JSON"
     )
     args = parser.parse_args(argv)
+    stem = "real_scans" + ("" if args.num_maps == "1" else f"_{args.num_maps}maps")
+    args.json = args.json or str(REPO / "bench" / "results" / f"{stem}.json")
+    args.png = args.png or str(REPO / "docs" / f"{stem}.png")
     md = Path(args.json).with_suffix(".md")
     if args.table_only:
         result = json.loads(Path(args.json).read_text())
@@ -301,12 +342,18 @@ def main(argv: list[str] | None = None) -> dict:
         selection=args.selection,
     )
     result: dict = {
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+        f"{args.threads} torch thread(s)",
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "load_average_start": list(os.getloadavg()),
         "setup": {
             "scans": __doc__.split("Scans")[1].split("Masks")[0].strip(),
             "masks": "fastmri EquispacedMaskFractionFunc, seed 0: 4x cf 0.08, 8x cf 0.04",
-            "scoring": "unrolled.evaluation.scoring.score_volume (fastMRI evaluate.py)",
+            "scoring": "fastMRI NMSE, PSNR, SSIM (unrolled.metrics), data range max(target), "
+            "whole image (no crop)",
             "selector": vars(selector),
             "fixed_weights": "conf/method/<method>.yaml lam",
+            "espirit_num_maps": args.num_maps,
             "oracle": "best PSNR over the weights the selection evaluated, all samples",
             "torch_threads": torch.get_num_threads(),
             "load_average_start": list(os.getloadavg()),
@@ -318,11 +365,12 @@ def main(argv: list[str] | None = None) -> dict:
         result["cases"][scan] = {}
         for acc in args.accelerations:
             print(f"{scan} {acc}x", flush=True)
-            case = run_case(full, reference, acc, args.methods, selector, {})
+            case = run_case(full, reference, acc, args.methods, selector, {}, args.num_maps)
             case["verdict"] = verdict(case, args.methods)
             print(f"  verdict: {case['verdict']}", flush=True)
             result["cases"][scan][f"{acc}x"] = case
     result["setup"]["load_average_end"] = list(os.getloadavg())
+    result["load_average_end"] = result["setup"]["load_average_end"]
     Path(args.json).write_text(json.dumps(result, indent=1, default=float) + "\n")
     md.write_text(markdown_table(result))
     save_figure(result, Path(args.png), args.methods)
