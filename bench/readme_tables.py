@@ -342,6 +342,7 @@ TABLES = {
 BENCH_TABLES = {  # bench/README.md's
     **speed_tables.BENCH_TABLES,
     "real_scans_by_case": real_scans_by_case.real_scans_by_case,
+    "real_scans_weights": real_scans_by_case.weights_summary,
 }
 
 
