@@ -10,8 +10,10 @@ Scans (all fully sampled, undersampled retrospectively):
 * ``twix_gre``: the Siemens phantom ``tests/fixtures/siemens_twix/gre.dat`` converted by
   ``unrolled-convert`` (160 x 160, 2 coils); reference: the file's ``reconstruction_rss``.
 
-Each scan's coil images are normalised to a maximum magnitude of 1 (the folded scan after
-folding), as ``bench/zeroshot_real_scans.py`` does, so the two scripts' tables join.
+The brain's coil images are normalised to a maximum magnitude of 1 (the folded scan's after
+folding), as ``bench/zeroshot_real_scans.py`` does, so that the two scripts' tables join;
+the phantom is used as converted (its scores equal those of the normalised phantom of that
+script: the methods' weights are relative to the data's scale).
 
 Masks: fastMRI's ``EquispacedMaskFractionFunc`` (4x: centre fraction 0.08, 8x: 0.04;
 seed 0). Scoring: fastMRI's NMSE, PSNR and SSIM (data range = max of the target) over the
