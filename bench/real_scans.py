@@ -13,7 +13,7 @@ Scans (all fully sampled, undersampled retrospectively):
 The brain's coil images are normalised to a maximum magnitude of 1 (the folded scan's after
 folding), as ``bench/zeroshot_real_scans.py`` does, so that the two scripts' tables join;
 the phantom is used as converted (its scores equal those of the normalised phantom of that
-script: the methods' weights are relative to the data's scale).
+script: CG-SENSE is linear in the data and CS scales its weight by max |A^H y|).
 
 Masks: fastMRI's ``EquispacedMaskFractionFunc`` (4x: centre fraction 0.08, 8x: 0.04;
 seed 0). Scoring: fastMRI's NMSE, PSNR and SSIM (data range = max of the target) over the
