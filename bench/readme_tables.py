@@ -330,6 +330,8 @@ NETWORKS = {
     "wide_30min": "unrolled, wider synthetic set, 30-minute limit (`bench/wide_synthetic_set.py`)",
     "embedded_4x_12ep": "unrolled, embedded set, 4x masks, 12 epochs (quiet machine)",
     "embedded_4x8x_12ep": "unrolled, embedded set, 4x and 8x masks, 12 epochs (quiet machine)",
+    "wide_4x_12ep": "unrolled, wider synthetic set, 4x masks, 12 epochs (session 9)",
+    "wide_4x8x_12ep": "unrolled, wider synthetic set, 4x and 8x masks, 12 epochs (session 9)",
 }
 
 TABLES = {
